@@ -1,0 +1,75 @@
+"""The FastAPI application factory. Nothing is connected until the app starts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI, Response
+
+from dompet import __version__
+from dompet.api import wallet
+from dompet.api.errors import install_error_handlers
+from dompet.api.idempotency import Idempotency
+from dompet.api.presenters import WalletPresenter
+from dompet.api.responses import json_response
+from dompet.config import Settings
+from dompet.container import Container
+
+DESCRIPTION = """
+Dompet serves two APIs over one double-entry ledger:
+
+* **E-wallet** — register, login (JWT), top up, pay, transfer (credited in the background),
+  transaction report and profile. Errors: `{"message": ...}`.
+* **Tabungan** — savings accounts by account number (no_rekening). Errors: HTTP 400
+  `{"remark": ...}`.
+
+Money is a whole number of Rupiah (a JSON integer). Money-moving POSTs accept an
+`Idempotency-Key` header.
+"""
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Build the app; the store and workers are created when it starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = container or await Container.build(settings or Settings())
+        app.state.container = built
+        app.state.wallet_presenter = WalletPresenter(built.settings.tz)
+        app.state.idempotency = Idempotency(
+            built.store,
+            built.clock,
+            timedelta(seconds=built.settings.idempotency_ttl_seconds),
+            timedelta(seconds=built.settings.idempotency_in_flight_seconds),
+        )
+        built.start()
+        try:
+            yield
+        finally:
+            await built.aclose()
+
+    app = FastAPI(
+        title="Dompet",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "E-wallet", "description": "SPEC.md section 1"},
+            {"name": "Operations", "description": "Health"},
+        ],
+    )
+    install_error_handlers(app)
+    app.include_router(wallet.router)
+
+    @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
+    async def healthz() -> Response:
+        built: Container = app.state.container
+        try:
+            await built.store.ping()
+        except Exception:
+            return json_response({"status": "unavailable", "database": "down"}, 503)
+        return json_response({"status": "ok", "database": built.store.engine_name})
+
+    return app

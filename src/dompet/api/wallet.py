@@ -1,0 +1,193 @@
+"""The e-wallet routes (SPEC.md section 1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from dompet.api import schemas as s
+from dompet.api.deps import ContainerDep, UserId
+from dompet.api.idempotency import Idempotency
+from dompet.api.presenters import WalletPresenter
+from dompet.api.responses import json_response, wallet_ok
+from dompet.api.routing import WalletRoute
+from dompet.domain.idempotency import IdempotencyKey
+from dompet.domain.users import ProfileChanges
+from dompet.services.wallet import NewUserRequest
+
+router = APIRouter(route_class=WalletRoute, tags=["E-wallet"])
+
+_FAILURES: dict[int | str, dict[str, Any]] = {
+    400: {"model": s.Failure, "description": "Invalid input or business rule"},
+    401: {"model": s.Failure, "description": "Unauthenticated"},
+}
+_MONEY_FAILURES: dict[int | str, dict[str, Any]] = {
+    **_FAILURES,
+    409: {"model": s.Failure, "description": "Idempotency-Key reused or in flight"},
+}
+
+
+def _presenter(request: Request) -> WalletPresenter:
+    presenter: WalletPresenter = request.app.state.wallet_presenter
+    return presenter
+
+
+def _idempotency(request: Request) -> Idempotency:
+    idem: Idempotency = request.app.state.idempotency
+    return idem
+
+
+@router.post(
+    "/register",
+    response_model=s.Envelope[s.UserResult],
+    responses={
+        400: _FAILURES[400],
+        409: {"model": s.Failure, "description": "Phone Number already registered"},
+    },
+    summary="Register a new user",
+)
+async def register(body: s.RegisterRequest, request: Request, c: ContainerDep) -> Response:
+    user = await c.wallet.register(
+        NewUserRequest(
+            first_name=body.first_name,
+            last_name=body.last_name,
+            phone_number=body.phone_number,
+            address=body.address,
+            pin=body.pin,
+        )
+    )
+    return wallet_ok(_presenter(request).user(user))
+
+
+@router.post(
+    "/login",
+    response_model=s.Envelope[s.TokensResult],
+    responses={
+        401: {"model": s.Failure, "description": "Phone number and pin doesn't match."},
+        429: {"model": s.Failure, "description": "Too many failed logins; see Retry-After"},
+    },
+    summary="Log in with phone number and PIN; get a JWT pair",
+)
+async def login(body: s.LoginRequest, c: ContainerDep) -> Response:
+    pair = await c.wallet.login(body.phone_number, body.pin)
+    return wallet_ok({"access_token": pair.access_token, "refresh_token": pair.refresh_token})
+
+
+@router.post(
+    "/refresh",
+    response_model=s.Envelope[s.TokensResult],
+    responses={401: _FAILURES[401]},
+    summary="Trade a refresh token (once) for a new pair",
+)
+async def refresh(body: s.RefreshRequest, c: ContainerDep) -> Response:
+    pair = await c.wallet.refresh(body.refresh_token)
+    return wallet_ok({"access_token": pair.access_token, "refresh_token": pair.refresh_token})
+
+
+@router.post(
+    "/topup",
+    response_model=s.Envelope[s.TopUpResult],
+    responses=_MONEY_FAILURES,
+    summary="Top up the caller's balance",
+)
+async def top_up(
+    body: s.TopUpRequest, request: Request, user_id: UserId, c: ContainerDep
+) -> Response:
+    presenter = _presenter(request)
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        return wallet_ok(presenter.receipt(await c.wallet.top_up(user_id, body.amount, idem)))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.post(
+    "/pay",
+    response_model=s.Envelope[s.PaymentResult],
+    responses=_MONEY_FAILURES,
+    summary="Pay from the caller's balance",
+)
+async def pay(body: s.PayRequest, request: Request, user_id: UserId, c: ContainerDep) -> Response:
+    presenter = _presenter(request)
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        entry = await c.wallet.pay(user_id, body.amount, body.remarks, idem)
+        return wallet_ok(presenter.receipt(entry))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.post(
+    "/transfer",
+    response_model=s.Envelope[s.TransferResult],
+    responses={
+        **_MONEY_FAILURES,
+        404: {"model": s.Failure, "description": "Target user not found"},
+    },
+    summary="Transfer to another user (debited now, credited in the background)",
+)
+async def transfer(
+    body: s.TransferRequest, request: Request, user_id: UserId, c: ContainerDep
+) -> Response:
+    presenter = _presenter(request)
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        entry = await c.wallet.transfer(user_id, body.target_user, body.amount, body.remarks, idem)
+        return wallet_ok(presenter.receipt(entry))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.get(
+    "/transactions",
+    response_model=s.Envelope[list[s.TransactionItem]],
+    responses={401: _FAILURES[401]},
+    summary="The caller's entries, newest first",
+    description=(
+        "Without parameters the whole history is returned. With `limit`, one page is returned "
+        "and, when more remain, the `X-Next-Cursor` response header holds the value to pass as "
+        "`cursor` for the next (older) page."
+    ),
+)
+async def transactions(
+    request: Request,
+    user_id: UserId,
+    c: ContainerDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    presenter = _presenter(request)
+    entries = await c.wallet.history(user_id, limit=limit, before=cursor)
+    headers = None
+    if limit is not None and len(entries) == limit:
+        headers = {"X-Next-Cursor": str(entries[-1].sequence)}
+    return json_response(
+        {"status": "SUCCESS", "result": [presenter.transaction(e, user_id) for e in entries]},
+        headers=headers,
+    )
+
+
+@router.put(
+    "/profile",
+    response_model=s.Envelope[s.ProfileResult],
+    responses=_FAILURES,
+    summary="Change first_name, last_name and/or address (nothing else)",
+)
+async def update_profile(
+    body: s.ProfileRequest, request: Request, user_id: UserId, c: ContainerDep
+) -> Response:
+    user = await c.wallet.update_profile(
+        user_id,
+        ProfileChanges(first_name=body.first_name, last_name=body.last_name, address=body.address),
+    )
+    return wallet_ok(_presenter(request).profile(user))

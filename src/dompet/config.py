@@ -1,0 +1,80 @@
+"""Settings from the environment. Read only at the composition roots (app factory, CLI)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
+DEV_DASHBOARD_PASSWORD = "dompet-dev"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Every knob Dompet has; see the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    env: Literal["development", "production", "test"] = Field(
+        default="development", validation_alias="DOMPET_ENV"
+    )
+    database_url: str = "sqlite:///./data/dompet.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    display_timezone: str = "Asia/Jakarta"
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+    pin_pepper: SecretStr | None = None
+    pin_hash_time_cost: int = 3
+    pin_hash_memory_kib: int = 65536
+    pin_hash_parallelism: int = 4
+
+    login_max_failures: int = 5
+    login_lock_seconds: int = 300
+
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_in_flight_seconds: int = 60
+    max_body_bytes: int = 16 * 1024
+
+    worker_enabled: bool = Field(default=True, validation_alias="DOMPET_WORKER")
+    worker_sweep_seconds: float = 1.0
+    worker_lease_seconds: float = 30.0
+    worker_batch: int = 100
+    settle_max_attempts: int = 5
+    settle_retry_base_seconds: float = 1.0
+    settle_retry_max_seconds: float = 300.0
+    redis_url: str | None = None
+
+    dashboard_user: str = "operator"
+    dashboard_password: SecretStr = SecretStr(DEV_DASHBOARD_PASSWORD)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("JWT_SECRET must be set in production")
+            if len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters in production")
+            if self.dashboard_password.get_secret_value() == DEV_DASHBOARD_PASSWORD:
+                raise ValueError("DASHBOARD_PASSWORD must be set in production")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
+
+    @property
+    def access_token_ttl(self) -> timedelta:
+        return timedelta(seconds=self.access_token_ttl_seconds)
+
+    @property
+    def refresh_token_ttl(self) -> timedelta:
+        return timedelta(seconds=self.refresh_token_ttl_seconds)

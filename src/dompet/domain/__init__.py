@@ -1,0 +1,1 @@
+"""The ledger domain: money, accounts, journals, invariants and errors. Standard library only."""

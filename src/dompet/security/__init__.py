@@ -1,0 +1,1 @@
+"""Adapters for secrets: Argon2id PIN hashing and JWT tokens."""

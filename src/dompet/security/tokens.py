@@ -1,0 +1,80 @@
+"""JWT access and refresh tokens (PyJWT, HS256 only, every claim required and checked)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import jwt
+
+from dompet.domain.errors import Unauthenticated
+from dompet.domain.ids import is_uuid, new_id
+from dompet.services.ports import RefreshClaims, TokenPair
+
+ALGORITHM = "HS256"
+ISSUER = "dompet"
+_REQUIRED = ["exp", "iat", "nbf", "sub", "iss", "typ", "jti"]
+
+
+class JwtTokens:
+    def __init__(self, secret: str, access_ttl: timedelta, refresh_ttl: timedelta) -> None:
+        if len(secret) < 16:
+            raise ValueError("the JWT secret is too short")
+        self._secret = secret
+        self._access_ttl = access_ttl
+        self._refresh_ttl = refresh_ttl
+
+    def issue(self, user_id: str, now: datetime) -> TokenPair:
+        return TokenPair(
+            access_token=self._encode(user_id, "access", now, self._access_ttl),
+            refresh_token=self._encode(user_id, "refresh", now, self._refresh_ttl),
+        )
+
+    def access_subject(self, token: str, now: datetime) -> str:
+        return str(self._decode(token, "access", now)["sub"])
+
+    def refresh_claims(self, token: str, now: datetime) -> RefreshClaims:
+        claims = self._decode(token, "refresh", now)
+        return RefreshClaims(
+            user_id=str(claims["sub"]),
+            jti=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(_int_claim(claims, "exp"), tz=now.tzinfo),
+        )
+
+    def _encode(self, user_id: str, typ: str, now: datetime, ttl: timedelta) -> str:
+        issued = int(now.timestamp())
+        payload = {
+            "sub": user_id,
+            "typ": typ,
+            "iss": ISSUER,
+            "jti": new_id(),
+            "iat": issued,
+            "nbf": issued,
+            "exp": int((now + ttl).timestamp()),
+        }
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def _decode(self, token: str, typ: str, now: datetime) -> dict[str, object]:
+        try:
+            claims: dict[str, object] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": _REQUIRED, "verify_iat": False},
+                leeway=0,
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated() from None
+        exp = claims.get("exp")
+        if claims.get("typ") != typ or not isinstance(exp, int) or exp <= now.timestamp():
+            raise Unauthenticated()
+        if not isinstance(claims.get("sub"), str) or not is_uuid(str(claims["sub"])):
+            raise Unauthenticated()
+        return claims
+
+
+def _int_claim(claims: dict[str, object], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int):
+        raise Unauthenticated()
+    return value

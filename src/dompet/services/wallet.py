@@ -1,0 +1,206 @@
+"""The e-wallet use cases: register, login, top up, pay, transfer, history, profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from dompet.domain.errors import (
+    AccountNotFound,
+    InvalidCredentials,
+    InvalidInput,
+    LoginLocked,
+    SelfTransfer,
+    TargetNotFound,
+    Unauthenticated,
+)
+from dompet.domain.idempotency import IdempotencyKey
+from dompet.domain.ids import is_uuid, new_id
+from dompet.domain.ledger import (
+    Entry,
+    Journal,
+    entry_for,
+    payment_journal,
+    topup_journal,
+    transfer_out_journal,
+    wallet_account,
+)
+from dompet.domain.money import check_amount
+from dompet.domain.phone import normalize_phone
+from dompet.domain.transfers import Transfer, TransferStatus
+from dompet.domain.users import ProfileChanges, User
+from dompet.services.ports import Clock, PinHasher, TokenCodec, TokenPair, TransferDispatcher
+from dompet.storage.port import LedgerStore
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    max_failures: int = 5
+    lock_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class NewUserRequest:
+    first_name: str
+    last_name: str
+    phone_number: str
+    address: str
+    pin: str
+
+
+class WalletService:
+    def __init__(
+        self,
+        store: LedgerStore,
+        pins: PinHasher,
+        tokens: TokenCodec,
+        dispatcher: TransferDispatcher,
+        clock: Clock,
+        login_policy: LoginPolicy,
+    ) -> None:
+        self._store = store
+        self._pins = pins
+        self._tokens = tokens
+        self._dispatcher = dispatcher
+        self._now = clock
+        self._login = login_policy
+
+    async def register(self, request: NewUserRequest) -> User:
+        phone = normalize_phone(request.phone_number)
+        if not request.first_name.strip():
+            raise InvalidInput("first_name", "first_name must not be empty")
+        _check_pin(request.pin)
+        now = self._now()
+        user = User(
+            id=new_id(),
+            first_name=request.first_name.strip(),
+            last_name=request.last_name.strip(),
+            phone_number=phone,
+            address=request.address.strip(),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.add_user(user, await self._pins.hash(request.pin))
+        return user
+
+    async def login(self, phone_number: str, pin: str) -> TokenPair:
+        try:
+            phone = normalize_phone(phone_number)
+        except InvalidInput:
+            raise InvalidCredentials() from None
+        now = self._now()
+        locked_until = await self._store.login_locked_until(phone)
+        if locked_until is not None and locked_until > now:
+            raise LoginLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
+        credentials = await self._store.find_credentials(phone)
+        if credentials is None:
+            await self._pins.waste_time(pin)
+            ok = False
+        else:
+            ok = await self._pins.verify(credentials.pin_hash, pin)
+        if not ok or credentials is None:
+            await self._store.record_login_failure(
+                phone,
+                now,
+                self._login.max_failures,
+                timedelta(seconds=self._login.lock_seconds),
+            )
+            raise InvalidCredentials()
+        await self._store.clear_login_failures(phone)
+        return self._tokens.issue(credentials.user_id, now)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        now = self._now()
+        claims = self._tokens.refresh_claims(refresh_token, now)
+        if await self._store.get_user(claims.user_id) is None:
+            raise Unauthenticated()
+        if not await self._store.consume_refresh_token(
+            claims.jti, claims.user_id, claims.expires_at
+        ):
+            raise Unauthenticated()
+        return self._tokens.issue(claims.user_id, now)
+
+    def authenticate(self, access_token: str) -> str:
+        """The user id behind a valid access token."""
+        return self._tokens.access_subject(access_token, self._now())
+
+    async def top_up(self, user_id: str, amount: int, idem: IdempotencyKey | None = None) -> Entry:
+        journal_id = new_id()
+        journal = topup_journal(journal_id, user_id, check_amount(amount), self._now())
+        return await self._post(user_id, journal, idem)
+
+    async def pay(
+        self, user_id: str, amount: int, remarks: str, idem: IdempotencyKey | None = None
+    ) -> Entry:
+        journal_id = new_id()
+        journal = payment_journal(journal_id, user_id, check_amount(amount), remarks, self._now())
+        return await self._post(user_id, journal, idem)
+
+    async def transfer(
+        self,
+        user_id: str,
+        target_user: str,
+        amount: int,
+        remarks: str,
+        idem: IdempotencyKey | None = None,
+    ) -> Entry:
+        check_amount(amount)
+        if not is_uuid(target_user):
+            raise InvalidInput("target_user", "target_user must be a user id (UUID)")
+        target_user = target_user.lower()
+        if target_user == user_id:
+            raise SelfTransfer()
+        if await self._store.get_user(target_user) is None:
+            raise TargetNotFound()
+        now = self._now()
+        transfer = Transfer(
+            id=new_id(),
+            sender_id=user_id,
+            target_id=target_user,
+            amount=amount,
+            remarks=remarks,
+            status=TransferStatus.PENDING,
+            created_at=now,
+        )
+        journal = transfer_out_journal(new_id(), transfer.id, user_id, amount, remarks, now)
+        try:
+            entries = await self._store.open_transfer(transfer, journal, idem)
+        except AccountNotFound:
+            raise Unauthenticated() from None
+        await self._dispatcher.transfer_accepted(transfer.id)
+        return entry_for(entries, wallet_account(user_id))
+
+    async def replay(self, user_id: str, journal_id: str) -> Entry:
+        """The caller's entry of an earlier journal (an idempotent replay)."""
+        entry = await self._store.entry_of_journal(journal_id, wallet_account(user_id))
+        if entry is None:  # pragma: no cover - the key and the journal commit together
+            raise LookupError(journal_id)
+        return entry
+
+    async def history(
+        self, user_id: str, limit: int | None = None, before: int | None = None
+    ) -> list[Entry]:
+        return await self._store.entries(wallet_account(user_id), limit=limit, before=before)
+
+    async def update_profile(self, user_id: str, changes: ProfileChanges) -> User:
+        if not changes.as_dict():
+            raise InvalidInput("body", "Give at least one of first_name, last_name, address")
+        if changes.first_name is not None and not changes.first_name.strip():
+            raise InvalidInput("first_name", "first_name must not be empty")
+        cleaned = ProfileChanges(**{k: v.strip() for k, v in changes.as_dict().items()})
+        user = await self._store.update_profile(user_id, cleaned, self._now())
+        if user is None:
+            raise Unauthenticated()
+        return user
+
+    async def _post(self, user_id: str, journal: Journal, idem: IdempotencyKey | None) -> Entry:
+        try:
+            entries = await self._store.post_journal(journal, idem)
+        except AccountNotFound:
+            raise Unauthenticated() from None
+        return entry_for(entries, wallet_account(user_id))
+
+
+def _check_pin(pin: str) -> None:
+    if len(pin) != 6 or not pin.isascii() or not pin.isdigit():
+        raise InvalidInput("pin", "pin must be exactly 6 digits")

@@ -1,0 +1,159 @@
+"""The storage port: everything the services need from a database, engine-neutral.
+
+Every method is one atomic step in the store. Money-moving methods apply a whole journal in one
+transaction, with the overdraft guard and the balance change as one statement (or one document
+update inside a transaction), never a read-modify-write in Python.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
+from dompet.domain.invariants import LedgerSnapshot
+from dompet.domain.ledger import Entry, Journal
+from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.savings import Customer
+from dompet.domain.transfers import Transfer, TransferStatus
+from dompet.domain.users import Credentials, ProfileChanges, User
+
+
+class LedgerStore(Protocol):
+    """The one port every engine (SQLite, PostgreSQL, MongoDB) implements."""
+
+    engine_name: str
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+
+    async def close(self) -> None: ...
+
+    # -- wallet users ------------------------------------------------------------------------
+    async def add_user(self, user: User, pin_hash: str) -> None:
+        """Create the user and their wallet account. Raises PhoneTaken."""
+
+    async def find_credentials(self, phone_number: str) -> Credentials | None: ...
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def update_profile(
+        self, user_id: str, changes: ProfileChanges, now: datetime
+    ) -> User | None: ...
+
+    # -- login throttling and refresh-token rotation ----------------------------------------
+    async def login_locked_until(self, phone_number: str) -> datetime | None: ...
+
+    async def record_login_failure(
+        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
+    ) -> datetime | None:
+        """Count a failed login atomically; return the lock's end once max_failures is hit."""
+
+    async def clear_login_failures(self, phone_number: str) -> None: ...
+
+    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
+        """Mark a refresh token used; False if it was already used (rotation)."""
+
+    # -- savings customers -------------------------------------------------------------------
+    async def add_customer(self, customer: Customer) -> None:
+        """Create the customer and their savings account.
+
+        Raises NikTaken, NoHpTaken, or AccountNumberTaken (the caller draws another number).
+        """
+
+    async def get_customer(self, no_rekening: str) -> Customer | None: ...
+
+    # -- the ledger --------------------------------------------------------------------------
+    async def post_journal(
+        self, journal: Journal, idem: IdempotencyKey | None = None
+    ) -> list[Entry]:
+        """Apply the journal atomically; return the customer entries it wrote.
+
+        Raises InsufficientFunds if a customer posting would go below zero, AccountNotFound if
+        a customer account does not exist, AccountBlocked for a blocked account. With ``idem``,
+        the key is marked answered by this journal in the same transaction.
+        """
+
+    async def open_transfer(
+        self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
+    ) -> list[Entry]:
+        """Record a PENDING transfer and its debit journal in one transaction."""
+
+    async def close_transfer(
+        self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
+    ) -> bool:
+        """Apply the settlement (or refund) journal and flip PENDING -> status, atomically.
+
+        Returns False, changing nothing, when the transfer is no longer PENDING.
+        """
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+
+    async def claim_due_transfers(
+        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[Transfer]:
+        """Lease up to ``limit`` due PENDING transfers to one worker; never one to two workers."""
+
+    async def record_settlement_failure(
+        self, transfer_id: str, error: str, next_attempt_at: datetime
+    ) -> Transfer | None:
+        """Count a failed attempt, keep the error, release the lease until next_attempt_at."""
+
+    async def retry_transfer_now(self, transfer_id: str, now: datetime) -> bool:
+        """Make a PENDING transfer due at once (operator retry). False if not PENDING."""
+
+    async def set_account_blocked(self, account_id: str, blocked: bool) -> bool: ...
+
+    async def balance(self, account_id: str) -> int | None:
+        """A customer account's balance, None if it does not exist."""
+
+    async def entries(
+        self,
+        account_id: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        oldest_first: bool = False,
+    ) -> list[Entry]:
+        """The account's entries, newest first (or oldest first), keyset-paged by sequence."""
+
+    async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None: ...
+
+    async def snapshot(self) -> LedgerSnapshot:
+        """Everything the invariant check needs, read consistently."""
+
+    # -- idempotency keys --------------------------------------------------------------------
+    async def claim_idempotency(
+        self, key: IdempotencyKey, now: datetime, ttl: timedelta, stale_after: timedelta
+    ) -> ClaimOutcome:
+        """Claim a key, or say how its first use was answered.
+
+        Raises IdempotencyConflict if the key was used with another request, or is still in
+        flight (claimed less than ``stale_after`` ago and not yet answered).
+        """
+
+    async def answer_idempotency(self, key: IdempotencyKey, status: int, body: bytes) -> None:
+        """Record the response of a request that moved no money (a rejection)."""
+
+    async def release_idempotency(self, key: IdempotencyKey) -> None:
+        """Forget an unanswered claim (the request failed unexpectedly)."""
+
+    # -- monitoring (dashboard, metrics) ---------------------------------------------------
+    async def transfer_counts(self) -> dict[TransferStatus, int]:
+        """How many transfers are in each status (every status present, 0 if none)."""
+
+    async def oldest_pending_created_at(self) -> datetime | None: ...
+
+    async def settled_since(self, since: datetime, limit: int = 10000) -> list[SettledSample]:
+        """Transfers that became SUCCESS or FAILED at or after ``since``, newest first."""
+
+    async def troubled_transfers(self, limit: int = 50) -> list[Transfer]:
+        """PENDING transfers with at least one failed attempt, and FAILED ones; newest first."""
+
+    async def record_heartbeat(self, heartbeat: WorkerHeartbeat) -> None:
+        """Upsert a worker's heartbeat (by worker_id)."""
+
+    async def heartbeats(self) -> list[WorkerHeartbeat]: ...
+
+    async def release_claims(self, worker_id: str) -> int:
+        """Give back every PENDING transfer this worker holds (graceful shutdown)."""

@@ -1,0 +1,80 @@
+"""Creating SQLAlchemy engines for SQLite and PostgreSQL, with the settings each one needs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def async_url(database_url: str) -> str:
+    """Pin the async driver: sqlite -> aiosqlite, postgresql -> asyncpg."""
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(f"not an SQL database URL: {database_url!r}")
+    return url.render_as_string(hide_password=False)
+
+
+def is_sqlite(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "sqlite"
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    database = make_url(database_url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
+    """SQLite: WAL, a busy timeout, durable commits; writers take the write lock up front.
+
+    There is one writer connection per process, so writes queue in the pool (FIFO, no busy
+    polling) and only other processes ever wait on the busy timeout.
+    """
+    _ensure_sqlite_dir(database_url)
+    synchronous = os.environ.get("SQLITE_SYNCHRONOUS", "FULL").upper()
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise ValueError("SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
+    kwargs: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 120}
+    if not writer:
+        kwargs = {"pool_size": 8, "max_overflow": 8}
+    engine = create_async_engine(async_url(database_url), **kwargs)
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def create_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """(writer, reader) engines; on PostgreSQL both are one pooled engine."""
+    if is_sqlite(database_url):
+        return (
+            _sqlite_engine(database_url, writer=True),
+            _sqlite_engine(database_url, writer=False),
+        )
+    engine = create_async_engine(
+        async_url(database_url), pool_size=20, max_overflow=20, pool_pre_ping=False
+    )
+    return engine, engine

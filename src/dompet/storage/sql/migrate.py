@@ -1,0 +1,54 @@
+"""Applying the Alembic migrations programmatically (``dompet migrate``, ``make run``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from dompet.storage.sql.engine import async_url, create_engines
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", async_url(database_url).replace("%", "%%"))
+    return config
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(database_url: str) -> list[str]:
+    """Upgrade to head; return the revisions that were applied (oldest first)."""
+    config = alembic_config(database_url)
+    script = ScriptDirectory.from_config(config)
+    writer, reader = create_engines(database_url)
+    try:
+        async with writer.connect() as conn:
+            before = await conn.run_sync(_current)
+            await conn.run_sync(_run_upgrade, config)
+            await conn.commit()
+    finally:
+        await writer.dispose()
+        if reader is not writer:
+            await reader.dispose()
+    applied = [rev.revision for rev in script.iterate_revisions("head", before or "base")]
+    return list(reversed([r for r in applied if r != before]))
+
+
+def _run_upgrade(connection: Connection, config: Config) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def upgrade_sync(database_url: str) -> list[str]:
+    return asyncio.run(upgrade(database_url))

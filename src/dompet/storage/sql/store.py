@@ -1,0 +1,863 @@
+"""The SQL implementation of the storage port (SQLite and PostgreSQL), on SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, and_, case, delete, false, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dompet.domain.errors import (
+    AccountBlocked,
+    AccountNotFound,
+    AccountNumberTaken,
+    IdempotencyConflict,
+    InsufficientFunds,
+    NikTaken,
+    NoHpTaken,
+    PhoneTaken,
+)
+from dompet.domain.idempotency import (
+    Claimed,
+    ClaimOutcome,
+    IdempotencyKey,
+    ReplayJournal,
+    ReplayResponse,
+)
+from dompet.domain.invariants import LedgerSnapshot
+from dompet.domain.ledger import (
+    AccountKind,
+    Entry,
+    EntryStatus,
+    EntryType,
+    Journal,
+    JournalKind,
+    is_customer_account,
+    savings_account,
+    wallet_account,
+)
+from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.savings import Customer
+from dompet.domain.transfers import Transfer, TransferStatus
+from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.sql.engine import create_engines, is_sqlite
+from dompet.storage.sql.tables import (
+    accounts,
+    customers,
+    idempotency_keys,
+    journals,
+    login_throttle,
+    postings,
+    transfers,
+    used_refresh_tokens,
+    users,
+    worker_heartbeats,
+)
+
+IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
+KEY_REUSED = "This Idempotency-Key was already used with a different request."
+
+
+class SqlStore:
+    """One store over SQLite or PostgreSQL. Every public method is one transaction."""
+
+    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str) -> None:
+        self._writer = writer
+        self._reader = reader
+        self.engine_name = engine_name
+
+    @classmethod
+    async def open(cls, database_url: str) -> SqlStore:
+        writer, reader = create_engines(database_url)
+        return cls(writer, reader, "sqlite" if is_sqlite(database_url) else "postgresql")
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+    async def ping(self) -> None:
+        async with self._reader.connect() as conn:
+            await conn.execute(select(literal(1)))
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reader.connect() as conn:
+            yield conn
+
+    # -- wallet users ------------------------------------------------------------------------
+    async def add_user(self, user: User, pin_hash: str) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(users).values(
+                        id=user.id,
+                        first_name=user.first_name,
+                        last_name=user.last_name,
+                        phone_number=user.phone_number,
+                        address=user.address,
+                        pin_hash=pin_hash,
+                        created_at=user.created_at,
+                        updated_at=user.updated_at,
+                    )
+                )
+                await self._open_account(
+                    conn, wallet_account(user.id), AccountKind.WALLET, user.created_at
+                )
+        except IntegrityError as exc:
+            raise PhoneTaken() from exc
+
+    async def find_credentials(self, phone_number: str) -> Credentials | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(users.c.id, users.c.pin_hash).where(users.c.phone_number == phone_number)
+                )
+            ).first()
+        return Credentials(user_id=row.id, pin_hash=row.pin_hash) if row else None
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def update_profile(
+        self, user_id: str, changes: ProfileChanges, now: datetime
+    ) -> User | None:
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(**changes.as_dict(), updated_at=now)
+                    .returning(*users.c)
+                )
+            ).first()
+        return _user(row) if row else None
+
+    # -- login throttling and refresh tokens -------------------------------------------------
+    async def login_locked_until(self, phone_number: str) -> datetime | None:
+        async with self._read() as conn:
+            value: datetime | None = (
+                await conn.execute(
+                    select(login_throttle.c.locked_until).where(
+                        login_throttle.c.phone_number == phone_number
+                    )
+                )
+            ).scalar_one_or_none()
+        return value
+
+    async def record_login_failure(
+        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
+    ) -> datetime | None:
+        async with self._write() as conn:
+            upsert = self._insert(login_throttle).values(
+                phone_number=phone_number, failures=1, locked_until=None
+            )
+            failures: int = (
+                await conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=[login_throttle.c.phone_number],
+                        set_={"failures": login_throttle.c.failures + 1},
+                    ).returning(login_throttle.c.failures)
+                )
+            ).scalar_one()
+            if failures < max_failures:
+                return None
+            locked_until = now + lock_for
+            await conn.execute(
+                update(login_throttle)
+                .where(login_throttle.c.phone_number == phone_number)
+                .values(failures=0, locked_until=locked_until)
+            )
+            return locked_until
+
+    async def clear_login_failures(self, phone_number: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                delete(login_throttle).where(login_throttle.c.phone_number == phone_number)
+            )
+
+    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(used_refresh_tokens).values(
+                        jti=jti, user_id=user_id, expires_at=expires_at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    # -- savings customers -------------------------------------------------------------------
+    async def add_customer(self, customer: Customer) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(customers).values(
+                        id=customer.id,
+                        nama=customer.nama,
+                        nik=customer.nik,
+                        no_hp=customer.no_hp,
+                        no_rekening=customer.no_rekening,
+                        created_at=customer.created_at,
+                    )
+                )
+                await self._open_account(
+                    conn,
+                    savings_account(customer.no_rekening),
+                    AccountKind.SAVINGS,
+                    customer.created_at,
+                )
+        except IntegrityError as exc:
+            async with self._read() as conn:
+                taken = (
+                    await conn.execute(
+                        select(customers.c.nik, customers.c.no_hp).where(
+                            or_(
+                                customers.c.nik == customer.nik, customers.c.no_hp == customer.no_hp
+                            )
+                        )
+                    )
+                ).all()
+            if any(row.nik == customer.nik for row in taken):
+                raise NikTaken() from exc
+            if taken:
+                raise NoHpTaken() from exc
+            raise AccountNumberTaken() from exc
+
+    async def get_customer(self, no_rekening: str) -> Customer | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(customers).where(customers.c.no_rekening == no_rekening))
+            ).first()
+        if row is None:
+            return None
+        return Customer(
+            id=row.id,
+            nama=row.nama,
+            nik=row.nik,
+            no_hp=row.no_hp,
+            no_rekening=row.no_rekening,
+            created_at=row.created_at,
+        )
+
+    # -- the ledger --------------------------------------------------------------------------
+    async def post_journal(
+        self, journal: Journal, idem: IdempotencyKey | None = None
+    ) -> list[Entry]:
+        async with self._write() as conn:
+            entries = await self._apply(conn, journal)
+            if idem is not None:
+                await self._answer_with_journal(conn, idem, journal.id)
+        return entries
+
+    async def open_transfer(
+        self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
+    ) -> list[Entry]:
+        async with self._write() as conn:
+            entries = await self._apply(conn, journal)
+            await conn.execute(
+                insert(transfers).values(
+                    id=transfer.id,
+                    sender_id=transfer.sender_id,
+                    target_id=transfer.target_id,
+                    amount=transfer.amount,
+                    remarks=transfer.remarks,
+                    status=TransferStatus.PENDING,
+                    created_at=transfer.created_at,
+                    settled_at=None,
+                    attempts=0,
+                    last_error="",
+                    next_attempt_at=transfer.created_at,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            )
+            if idem is not None:
+                await self._answer_with_journal(conn, idem, journal.id)
+        return entries
+
+    async def close_transfer(
+        self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
+    ) -> bool:
+        async with self._write() as conn:
+            flipped = await conn.execute(
+                update(transfers)
+                .where(transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING)
+                .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
+            )
+            if flipped.rowcount != 1:
+                return False
+            await self._apply(conn, journal)
+        return True
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(transfers).where(transfers.c.id == transfer_id))
+            ).first()
+        return _transfer(row) if row else None
+
+    async def claim_due_transfers(
+        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[Transfer]:
+        due = (
+            select(transfers.c.id)
+            .where(
+                transfers.c.status == TransferStatus.PENDING,
+                transfers.c.next_attempt_at <= now,
+                or_(transfers.c.claimed_until.is_(None), transfers.c.claimed_until < now),
+            )
+            .order_by(transfers.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    update(transfers)
+                    .where(transfers.c.id.in_(due.scalar_subquery()))
+                    .values(claimed_by=worker_id, claimed_until=now + lease)
+                    .returning(*transfers.c)
+                )
+            ).all()
+        return sorted((_transfer(r) for r in rows), key=lambda t: t.created_at)
+
+    async def record_settlement_failure(
+        self, transfer_id: str, error: str, next_attempt_at: datetime
+    ) -> Transfer | None:
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(transfers)
+                    .where(
+                        transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING
+                    )
+                    .values(
+                        attempts=transfers.c.attempts + 1,
+                        last_error=error[:2000],
+                        next_attempt_at=next_attempt_at,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
+                    .returning(*transfers.c)
+                )
+            ).first()
+        return _transfer(row) if row else None
+
+    async def retry_transfer_now(self, transfer_id: str, now: datetime) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(transfers)
+                .where(transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING)
+                .values(next_attempt_at=now, claimed_by=None, claimed_until=None)
+            )
+        return result.rowcount == 1
+
+    async def set_account_blocked(self, account_id: str, blocked: bool) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id, accounts.c.kind != AccountKind.SYSTEM)
+                .values(blocked=blocked)
+            )
+        return result.rowcount == 1
+
+    async def balance(self, account_id: str) -> int | None:
+        async with self._read() as conn:
+            value: int | None = (
+                await conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id))
+            ).scalar_one_or_none()
+        return value
+
+    async def entries(
+        self,
+        account_id: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        oldest_first: bool = False,
+    ) -> list[Entry]:
+        query = _entries_query().where(postings.c.account_id == account_id)
+        if before is not None:
+            query = query.where(postings.c.id > before if oldest_first else postings.c.id < before)
+        query = query.order_by(postings.c.id.asc() if oldest_first else postings.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_entry(r) for r in rows]
+
+    async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
+        query = _entries_query().where(
+            postings.c.journal_id == journal_id, postings.c.account_id == account_id
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        return _entry(row) if row else None
+
+    async def snapshot(self) -> LedgerSnapshot:
+        previous_after = (
+            func.lag(postings.c.balance_after)
+            .over(partition_by=postings.c.account_id, order_by=postings.c.id)
+            .label("previous_after")
+        )
+        chained = (
+            select(postings.c.account_id, postings.c.balance_before, previous_after)
+            .where(postings.c.balance_before.is_not(None))
+            .subquery()
+        )
+        async with self._reader.connect() as conn:
+            if self.engine_name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                balances = (
+                    await conn.execute(
+                        select(accounts.c.id, accounts.c.balance).where(
+                            accounts.c.kind != AccountKind.SYSTEM
+                        )
+                    )
+                ).all()
+                sums = (
+                    await conn.execute(
+                        select(postings.c.account_id, func.sum(postings.c.amount)).group_by(
+                            postings.c.account_id
+                        )
+                    )
+                ).all()
+                pending = (
+                    await conn.execute(
+                        select(func.coalesce(func.sum(transfers.c.amount), 0)).where(
+                            transfers.c.status == TransferStatus.PENDING
+                        )
+                    )
+                ).scalar_one()
+                broken_entries = (
+                    (
+                        await conn.execute(
+                            select(postings.c.id).where(
+                                postings.c.balance_before.is_not(None),
+                                postings.c.balance_after
+                                != postings.c.balance_before + postings.c.amount,
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                broken_chains = (
+                    (
+                        await conn.execute(
+                            select(chained.c.account_id)
+                            .where(
+                                chained.c.balance_before
+                                != func.coalesce(chained.c.previous_after, 0)
+                            )
+                            .distinct()
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                unbalanced = (
+                    (
+                        await conn.execute(
+                            select(postings.c.journal_id)
+                            .group_by(postings.c.journal_id)
+                            .having(func.sum(postings.c.amount) != 0)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+        return LedgerSnapshot(
+            customer_balances={r.id: int(r.balance) for r in balances},
+            posting_sums={r[0]: int(r[1]) for r in sums},
+            pending_transfer_total=int(pending),
+            broken_entries=[str(e) for e in broken_entries],
+            broken_chains=list(broken_chains),
+            unbalanced_journals=list(unbalanced),
+        )
+
+    # -- idempotency keys --------------------------------------------------------------------
+    async def claim_idempotency(
+        self, key: IdempotencyKey, now: datetime, ttl: timedelta, stale_after: timedelta
+    ) -> ClaimOutcome:
+        where = and_(idempotency_keys.c.scope == key.scope, idempotency_keys.c.key == key.key)
+        try:
+            async with self._write() as conn:
+                row = (
+                    await conn.execute(select(idempotency_keys).where(where).with_for_update())
+                ).first()
+                if row is not None and row.expires_at <= now:
+                    await conn.execute(delete(idempotency_keys).where(where))
+                    row = None
+                if row is None:
+                    await conn.execute(
+                        insert(idempotency_keys).values(
+                            scope=key.scope,
+                            key=key.key,
+                            fingerprint=key.fingerprint,
+                            journal_id=None,
+                            response_status=None,
+                            response_body=None,
+                            created_at=now,
+                            expires_at=now + ttl,
+                        )
+                    )
+                    return Claimed()
+                if row.fingerprint != key.fingerprint:
+                    raise IdempotencyConflict(KEY_REUSED)
+                if row.journal_id is not None:
+                    return ReplayJournal(journal_id=row.journal_id)
+                if row.response_status is not None:
+                    return ReplayResponse(status=row.response_status, body=row.response_body)
+                if row.created_at > now - stale_after:
+                    raise IdempotencyConflict(IN_FLIGHT)
+                # The first request died without moving money: the key is free again.
+                await conn.execute(update(idempotency_keys).where(where).values(created_at=now))
+                return Claimed()
+        except IntegrityError as exc:  # a concurrent first use won the insert
+            raise IdempotencyConflict(IN_FLIGHT) from exc
+
+    async def answer_idempotency(self, key: IdempotencyKey, status: int, body: bytes) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(idempotency_keys)
+                .where(
+                    idempotency_keys.c.scope == key.scope,
+                    idempotency_keys.c.key == key.key,
+                    idempotency_keys.c.journal_id.is_(None),
+                )
+                .values(response_status=status, response_body=body)
+            )
+
+    async def release_idempotency(self, key: IdempotencyKey) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.scope == key.scope,
+                    idempotency_keys.c.key == key.key,
+                    idempotency_keys.c.journal_id.is_(None),
+                    idempotency_keys.c.response_status.is_(None),
+                )
+            )
+
+    # -- monitoring ---------------------------------------------------------------------------
+    async def transfer_counts(self) -> dict[TransferStatus, int]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(transfers.c.status, func.count()).group_by(transfers.c.status)
+                )
+            ).all()
+        counts = dict.fromkeys(TransferStatus, 0)
+        counts.update({TransferStatus(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    async def oldest_pending_created_at(self) -> datetime | None:
+        async with self._read() as conn:
+            value: datetime | None = (
+                await conn.execute(
+                    select(transfers.c.created_at)
+                    .where(transfers.c.status == TransferStatus.PENDING)
+                    .order_by(transfers.c.created_at)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        return value
+
+    async def settled_since(self, since: datetime, limit: int = 10000) -> list[SettledSample]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        transfers.c.id,
+                        transfers.c.status,
+                        transfers.c.created_at,
+                        transfers.c.settled_at,
+                    )
+                    .where(transfers.c.settled_at >= since)
+                    .order_by(transfers.c.settled_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [SettledSample(r.id, r.status, r.created_at, r.settled_at) for r in rows]
+
+    async def troubled_transfers(self, limit: int = 50) -> list[Transfer]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(transfers)
+                    .where(
+                        or_(
+                            transfers.c.status == TransferStatus.FAILED,
+                            and_(
+                                transfers.c.status == TransferStatus.PENDING,
+                                transfers.c.attempts > 0,
+                            ),
+                        )
+                    )
+                    .order_by(transfers.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_transfer(r) for r in rows]
+
+    async def record_heartbeat(self, heartbeat: WorkerHeartbeat) -> None:
+        values = {
+            "kind": heartbeat.kind,
+            "started_at": heartbeat.started_at,
+            "last_seen_at": heartbeat.last_seen_at,
+            "settled": heartbeat.settled,
+            "failed": heartbeat.failed,
+            "info": json.dumps(heartbeat.info),
+        }
+        async with self._write() as conn:
+            await conn.execute(
+                self._insert(worker_heartbeats)
+                .values(worker_id=heartbeat.worker_id, **values)
+                .on_conflict_do_update(index_elements=[worker_heartbeats.c.worker_id], set_=values)
+            )
+
+    async def heartbeats(self) -> list[WorkerHeartbeat]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(worker_heartbeats).order_by(worker_heartbeats.c.last_seen_at.desc())
+                )
+            ).all()
+        return [
+            WorkerHeartbeat(
+                worker_id=r.worker_id,
+                kind=r.kind,
+                started_at=r.started_at,
+                last_seen_at=r.last_seen_at,
+                settled=r.settled,
+                failed=r.failed,
+                info=json.loads(r.info),
+            )
+            for r in rows
+        ]
+
+    async def release_claims(self, worker_id: str) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(transfers)
+                .where(
+                    transfers.c.claimed_by == worker_id,
+                    transfers.c.status == TransferStatus.PENDING,
+                )
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return int(result.rowcount)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _insert(self, table: Any) -> Any:
+        if self.engine_name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    async def _open_account(
+        self, conn: AsyncConnection, account_id: str, kind: AccountKind, now: datetime
+    ) -> None:
+        await conn.execute(
+            insert(accounts).values(
+                id=account_id, kind=kind, balance=0, blocked=False, created_at=now
+            )
+        )
+
+    async def _answer_with_journal(
+        self, conn: AsyncConnection, key: IdempotencyKey, journal_id: str
+    ) -> None:
+        """Tie the key to the journal in the journal's own transaction: at most one per key."""
+        result = await conn.execute(
+            update(idempotency_keys)
+            .where(
+                idempotency_keys.c.scope == key.scope,
+                idempotency_keys.c.key == key.key,
+                idempotency_keys.c.fingerprint == key.fingerprint,
+                idempotency_keys.c.journal_id.is_(None),
+                idempotency_keys.c.response_status.is_(None),
+            )
+            .values(journal_id=journal_id)
+        )
+        if result.rowcount != 1:
+            raise IdempotencyConflict(IN_FLIGHT)
+
+    async def _apply(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
+        """Write the journal; guard and change each customer balance in one statement."""
+        await conn.execute(
+            insert(journals).values(
+                id=journal.id,
+                kind=journal.kind,
+                reference=journal.reference,
+                remarks=journal.remarks,
+                created_at=journal.created_at,
+            )
+        )
+        entries: list[Entry] = []
+        system_rows: list[dict[str, Any]] = []
+        for posting in journal.postings:
+            if not is_customer_account(posting.account_id):
+                system_rows.append(
+                    {
+                        "journal_id": journal.id,
+                        "account_id": posting.account_id,
+                        "amount": posting.amount,
+                        "balance_before": None,
+                        "balance_after": None,
+                        "created_at": journal.created_at,
+                    }
+                )
+                continue
+            guarded = update(accounts).where(accounts.c.id == posting.account_id)
+            if posting.amount < 0:
+                guarded = guarded.where(accounts.c.balance >= -posting.amount)
+            if posting.require_active:
+                guarded = guarded.where(accounts.c.blocked == false())
+            after = (
+                await conn.execute(
+                    guarded.values(balance=accounts.c.balance + posting.amount).returning(
+                        accounts.c.balance
+                    )
+                )
+            ).scalar_one_or_none()
+            if after is None:
+                await self._explain_refusal(conn, posting.account_id)
+            before = after - posting.amount
+            sequence = (
+                await conn.execute(
+                    insert(postings)
+                    .values(
+                        journal_id=journal.id,
+                        account_id=posting.account_id,
+                        amount=posting.amount,
+                        balance_before=before,
+                        balance_after=after,
+                        created_at=journal.created_at,
+                    )
+                    .returning(postings.c.id)
+                )
+            ).scalar_one()
+            entries.append(
+                Entry(
+                    sequence=sequence,
+                    account_id=posting.account_id,
+                    journal_id=journal.id,
+                    kind=journal.kind,
+                    reference=journal.reference,
+                    amount=abs(posting.amount),
+                    entry_type=EntryType.CREDIT if posting.amount > 0 else EntryType.DEBIT,
+                    balance_before=before,
+                    balance_after=after,
+                    remarks=journal.remarks,
+                    created_at=journal.created_at,
+                    status=(
+                        EntryStatus.PENDING
+                        if journal.kind is JournalKind.TRANSFER_OUT
+                        else EntryStatus.SUCCESS
+                    ),
+                )
+            )
+        if system_rows:
+            await conn.execute(insert(postings), system_rows)
+        return entries
+
+    async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> None:
+        row = (
+            await conn.execute(select(accounts.c.blocked).where(accounts.c.id == account_id))
+        ).first()
+        if row is None:
+            raise AccountNotFound(account_id)
+        if row.blocked:
+            raise AccountBlocked(account_id)
+        raise InsufficientFunds()
+
+
+def _entries_query() -> Any:
+    status = case(
+        (journals.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status),
+        else_=literal(EntryStatus.SUCCESS.value),
+    ).label("status")
+    return select(
+        postings.c.id,
+        postings.c.account_id,
+        postings.c.journal_id,
+        journals.c.kind,
+        journals.c.reference,
+        postings.c.amount,
+        postings.c.balance_before,
+        postings.c.balance_after,
+        journals.c.remarks,
+        postings.c.created_at,
+        status,
+    ).select_from(
+        postings.join(journals, journals.c.id == postings.c.journal_id).outerjoin(
+            transfers,
+            and_(
+                transfers.c.id == journals.c.reference, journals.c.kind == JournalKind.TRANSFER_OUT
+            ),
+        )
+    )
+
+
+def _entry(row: Row[Any]) -> Entry:
+    return Entry(
+        sequence=int(row.id),
+        account_id=row.account_id,
+        journal_id=row.journal_id,
+        kind=JournalKind(row.kind),
+        reference=row.reference,
+        amount=abs(int(row.amount)),
+        entry_type=EntryType.CREDIT if row.amount > 0 else EntryType.DEBIT,
+        balance_before=int(row.balance_before),
+        balance_after=int(row.balance_after),
+        remarks=row.remarks,
+        created_at=row.created_at,
+        status=EntryStatus(row.status or EntryStatus.SUCCESS),
+    )
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        phone_number=row.phone_number,
+        address=row.address,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _transfer(row: Row[Any]) -> Transfer:
+    return Transfer(
+        id=row.id,
+        sender_id=row.sender_id,
+        target_id=row.target_id,
+        amount=int(row.amount),
+        remarks=row.remarks,
+        status=TransferStatus(row.status),
+        created_at=row.created_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        settled_at=row.settled_at,
+    )

@@ -1,0 +1,1 @@
+"""Background settlement of transfers: dispatch adapters and the worker loop."""

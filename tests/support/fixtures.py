@@ -1,0 +1,70 @@
+"""pytest fixtures for throwaway servers.
+
+Register from tests/conftest.py with ``pytest_plugins = ["tests.support.fixtures"]``.
+
+* ``postgres_server`` (session): a private PostgreSQL cluster (:class:`PostgresServer`).
+* ``postgres_db_url`` (function): a fresh, empty database on it; dropped afterwards.
+* ``redis_server`` (session): a private redis-server (:class:`RedisServer`).
+* ``chromium_executable`` (session): path of Debian's chromium.
+
+When the software is not installed the test is skipped with a "SKIPPED: ..." reason,
+or fails when ``DOMPET_REQUIRE_SERVERS=1`` (as in CI).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.servers import (
+    PostgresServer,
+    RedisServer,
+    ServerUnavailable,
+    chromium_path,
+    require_or_skip,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+    except ServerUnavailable as exc:
+        require_or_skip(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """``postgresql+asyncpg://`` URL of a new empty database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = postgres_server.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    try:
+        server = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    except ServerUnavailable as exc:
+        require_or_skip(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    path = chromium_path()
+    if path is None:
+        require_or_skip(ServerUnavailable("Chromium not found (apt-get install chromium)"))
+    return path

@@ -1,0 +1,571 @@
+"""Throwaway PostgreSQL / Redis servers for the test-suite.
+
+Each server runs on 127.0.0.1 only, on a free port, with its data in a private
+temporary directory that is removed by ``stop()``.  Servers are tuned for speed
+(no fsync, no persistence), never for durability.
+
+Missing binaries raise :class:`ServerUnavailable`; pass it to
+:func:`require_or_skip`, which skips the test -- or fails it when
+``DOMPET_REQUIRE_SERVERS=1`` (CI).  A server that is installed but fails to
+start raises :class:`ServerStartError` (a real error, never a skip).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, NoReturn, Self
+
+import pytest
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerStartError",
+    "ServerUnavailable",
+    "chromium_path",
+    "find_free_port",
+    "require_or_skip",
+]
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+_PORT_ATTEMPTS = 3
+
+
+class ServerUnavailable(Exception):
+    """The server software is not installed on this machine."""
+
+
+class ServerStartError(RuntimeError):
+    """The server software is installed but the server could not be started."""
+
+
+def find_free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_or_skip(exc: ServerUnavailable) -> NoReturn:
+    """Skip the current test because of ``exc`` -- or fail it when servers are required."""
+    if os.environ.get("DOMPET_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{exc} (DOMPET_REQUIRE_SERVERS=1, so this is an error, not a skip)")
+    pytest.skip(f"SKIPPED: {exc}")
+
+
+def chromium_path() -> str | None:
+    """Path of Debian's chromium binary, or None when it is not installed."""
+    default = Path("/usr/bin/chromium")
+    if default.is_file() and os.access(default, os.X_OK):
+        return str(default)
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# --------------------------------------------------------------------------- helpers
+
+_running: set[_ManagedServer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:  # pragma: no cover - safety net only
+    for server in list(_running):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _read_log(path: Path, limit: int = 4000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return text[-limit:] if text.strip() else "(empty log)"
+
+
+def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Send ``sig``; after ``timeout`` SIGKILL the process group. Always reaps ``proc``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    # The server was started in its own session: kill anything left in its group
+    # (e.g. postgres backends after a failed shutdown).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+class _ManagedServer:
+    proc: subprocess.Popen[bytes] | None
+    base_dir: Path
+    _log_file: IO[bytes] | None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _kill(self) -> None:
+        """Kill a half-started server, keeping its directory (used between port retries)."""
+        if self.proc is not None:
+            _terminate(self.proc, signal.SIGKILL, 0)
+            self.proc = None
+        _running.discard(self)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def _cleanup(self) -> None:
+        _running.discard(self)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    # /usr/lib/postgresql/<version>/bin -> (15,) or (9, 6)
+    return tuple(int(p) for p in re.findall(r"\d+", path.parent.name))
+
+
+def _find_postgres_bin() -> Path:
+    candidates = [
+        d
+        for d in Path("/usr/lib/postgresql").glob("*/bin")
+        if (d / "initdb").is_file() and (d / "postgres").is_file()
+    ]
+    if candidates:
+        return max(candidates, key=_version_key)
+    initdb = shutil.which("initdb")
+    if initdb:
+        bin_dir = Path(initdb).resolve().parent
+        if (bin_dir / "postgres").is_file():
+            return bin_dir
+    raise ServerUnavailable("PostgreSQL binaries not found (apt-get install postgresql)")
+
+
+def _postgres_os_user() -> pwd.struct_passwd:
+    """The unprivileged OS user the server runs as when we are root."""
+    for name in ("postgres", "dompet-pg"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    result = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "dompet-pg"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        return pwd.getpwnam("dompet-pg")
+    except KeyError:
+        raise ServerStartError(
+            "running as root and no 'postgres' OS user; creating 'dompet-pg' failed: "
+            + (result.stderr.strip() or f"exit code {result.returncode}")
+        ) from None
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _PgError(Exception):
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        self.sqlstate = fields.get("C", "")
+        super().__init__(f"{fields.get('S', 'ERROR')}: {fields.get('M', '?')} [{self.sqlstate}]")
+
+
+def _pg_simple_query(port: int, sql: str | None, user: str, dbname: str, timeout: float) -> None:
+    """Tiny stdlib client for the PostgreSQL wire protocol (trust auth only).
+
+    Connects, optionally runs ``sql`` with the simple-query protocol, disconnects.
+    Raises :class:`_PgError` for an error response, OSError for network failures.
+    """
+
+    def recv_exact(sock: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        return buf
+
+    def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
+        header = recv_exact(sock, 5)
+        (length,) = struct.unpack("!I", header[1:])
+        return header[:1], recv_exact(sock, length - 4)
+
+    def parse_error(body: bytes) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for part in body.split(b"\0"):
+            if part:
+                fields[chr(part[0])] = part[1:].decode(errors="replace")
+        return fields
+
+    def wait_ready(sock: socket.socket, *, startup: bool) -> None:
+        error: dict[str, str] | None = None
+        while True:
+            kind, body = read_message(sock)
+            if kind == b"E":
+                error = parse_error(body)
+                if startup:  # the server closes the connection after a startup error
+                    raise _PgError(error)
+            elif kind == b"R":
+                (code,) = struct.unpack("!I", body[:4])
+                if code != 0:
+                    raise _PgError({"M": f"unsupported authentication request {code}"})
+            elif kind == b"Z":  # ReadyForQuery
+                if error is not None:
+                    raise _PgError(error)
+                return
+
+    params = b"user\0" + user.encode() + b"\0database\0" + dbname.encode() + b"\0\0"
+    startup = struct.pack("!II", 8 + len(params), 196608) + params
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(startup)
+        wait_ready(sock, startup=True)
+        if sql is not None:
+            payload = sql.encode() + b"\0"
+            sock.sendall(b"Q" + struct.pack("!I", 4 + len(payload)) + payload)
+            wait_ready(sock, startup=False)
+        sock.sendall(b"X" + struct.pack("!I", 4))
+
+
+class PostgresServer(_ManagedServer):
+    """A private PostgreSQL cluster: ``PostgresServer.start(tmpdir)`` ... ``.stop()``."""
+
+    superuser = "postgres"
+
+    def __init__(self, bin_dir: Path, base_dir: Path, port: int) -> None:
+        self.bin_dir = bin_dir
+        self.base_dir = base_dir
+        self.data_dir = base_dir / "data"
+        self.log_path = base_dir / "postgres.log"
+        self.port = port
+        self.host = HOST
+        self.proc = None
+        self._log_file = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, tmpdir: str | os.PathLike[str]) -> PostgresServer:
+        bin_dir = _find_postgres_bin()
+        as_root = os.geteuid() == 0
+        run_as = _postgres_os_user() if as_root else None
+        # As root the server runs as another user, who must be able to reach the
+        # data directory: pytest's tmp dirs live under a 0700 root-owned directory,
+        # so use a fresh directory directly under the system temp dir instead.
+        base_dir = Path(
+            tempfile.mkdtemp(prefix="dompet-pg-", dir=None if as_root else os.fspath(tmpdir))
+        )
+        last_error: ServerStartError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            server = cls(bin_dir, base_dir, find_free_port())
+            try:
+                if not server.data_dir.exists():
+                    server._initdb(run_as)
+                server._launch(run_as)
+            except ServerStartError as exc:
+                server._kill()
+                last_error = exc
+                if "could not bind" in str(exc) or "already in use" in str(exc):
+                    continue  # lost the race for the port: try another one
+                break
+            else:
+                return server
+        shutil.rmtree(base_dir, ignore_errors=True)
+        assert last_error is not None
+        raise last_error
+
+    def _env(self, run_as: pwd.struct_passwd | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        if run_as is not None:
+            env["HOME"] = str(self.base_dir)
+            env["USER"] = env["LOGNAME"] = run_as.pw_name
+        return env
+
+    def _initdb(self, run_as: pwd.struct_passwd | None) -> None:
+        if run_as is not None:
+            os.chown(self.base_dir, run_as.pw_uid, run_as.pw_gid)
+        cmd = [
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.superuser,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]
+        result = subprocess.run(
+            cmd,
+            cwd=self.base_dir,
+            env=self._env(run_as),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            user=run_as.pw_uid if run_as else None,
+            group=run_as.pw_gid if run_as else None,
+            extra_groups=[] if run_as else None,
+        )
+        if result.returncode != 0:
+            raise ServerStartError(
+                f"initdb failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "host all all 127.0.0.1/32 trust\n"
+            "local replication all trust\n"
+            "host replication all 127.0.0.1/32 trust\n"
+        )
+        if run_as is not None:
+            os.chown(hba, run_as.pw_uid, run_as.pw_gid)
+
+    def _launch(self, run_as: pwd.struct_passwd | None) -> None:
+        cmd = [
+            str(self.bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.base_dir),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_min_messages=warning",
+        ]
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _cleanup
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.base_dir,
+            env=self._env(run_as),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=run_as.pw_uid if run_as else None,
+            group=run_as.pw_gid if run_as else None,
+            extra_groups=[] if run_as else None,
+        )
+        _running.add(self)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"postgres exited with code {self.proc.returncode} during start-up:\n"
+                    + _read_log(self.log_path)
+                )
+            if _port_open(self.port):
+                try:
+                    _pg_simple_query(self.port, None, self.superuser, "postgres", timeout=2.0)
+                except (_PgError, OSError) as exc:  # e.g. 57P03 "starting up"
+                    last = exc
+                else:
+                    return
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"postgres did not accept connections on {HOST}:{self.port} within "
+            f"{START_TIMEOUT:.0f}s (last error: {last}):\n" + _read_log(self.log_path)
+        )
+
+    def stop(self) -> None:
+        """Shut the server down (fast shutdown, then SIGKILL) and delete its files."""
+        if self.proc is not None:
+            # SIGTERM is postgres' "smart" shutdown, which waits for clients to
+            # disconnect; SIGINT ("fast") aborts open sessions and exits cleanly.
+            _terminate(self.proc, signal.SIGINT, STOP_TIMEOUT)
+            self.proc = None
+        self._cleanup()
+
+    # -- databases ---------------------------------------------------------------------
+
+    def url(self, dbname: str = "postgres", driver: str | None = "asyncpg") -> str:
+        """SQLAlchemy URL (``postgresql+asyncpg://...``); ``driver=None`` gives a plain DSN."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        return f"{scheme}://{self.superuser}@{HOST}:{self.port}/{dbname}"
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        """Run ``sql`` as the superuser, discarding results; RuntimeError on an SQL error."""
+        try:
+            _pg_simple_query(self.port, sql, self.superuser, dbname, timeout=30.0)
+        except _PgError as exc:
+            raise RuntimeError(f"{sql!r} failed: {exc}") from exc
+
+    def create_database(self, name: str) -> str:
+        """``CREATE DATABASE name``; returns its asyncpg SQLAlchemy URL."""
+        self.execute(f"CREATE DATABASE {_quote_ident(name)} TEMPLATE template0")
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """``DROP DATABASE IF EXISTS name``, disconnecting any open sessions."""
+        self.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def _find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.access("/usr/bin/redis-server", os.X_OK):
+        return "/usr/bin/redis-server"
+    raise ServerUnavailable("redis-server binary not found (apt-get install redis-server)")
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer(_ManagedServer):
+    """A private redis-server: ``RedisServer.start(tmpdir)`` ... ``.stop()``."""
+
+    def __init__(self, binary: str, base_dir: Path, port: int) -> None:
+        self.binary = binary
+        self.base_dir = base_dir
+        self.log_path = base_dir / "redis.log"
+        self.port = port
+        self.host = HOST
+        self.proc = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    @classmethod
+    def start(cls, tmpdir: str | os.PathLike[str]) -> RedisServer:
+        binary = _find_redis_server()
+        base_dir = Path(tempfile.mkdtemp(prefix="dompet-redis-", dir=os.fspath(tmpdir)))
+        last_error: ServerStartError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            server = cls(binary, base_dir, find_free_port())
+            try:
+                server._launch()
+            except ServerStartError as exc:
+                server._kill()
+                last_error = exc
+                if "in use" in str(exc) or "bind" in str(exc).lower():
+                    continue
+                break
+            else:
+                return server
+        shutil.rmtree(base_dir, ignore_errors=True)
+        assert last_error is not None
+        raise last_error
+
+    def _launch(self) -> None:
+        cmd = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.base_dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+        ]
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _cleanup
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.base_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _running.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"redis-server exited with code {self.proc.returncode} during start-up:\n"
+                    + _read_log(self.log_path)
+                )
+            if _redis_ping(self.port):
+                return
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"redis-server did not answer PING on {HOST}:{self.port} within "
+            f"{START_TIMEOUT:.0f}s:\n" + _read_log(self.log_path)
+        )
+
+    def stop(self) -> None:
+        """SIGTERM (then SIGKILL after a timeout) and delete the server's directory."""
+        if self.proc is not None:
+            _terminate(self.proc, signal.SIGTERM, STOP_TIMEOUT)
+            self.proc = None
+        self._cleanup()
