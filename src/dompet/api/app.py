@@ -9,10 +9,10 @@ from datetime import timedelta
 from fastapi import FastAPI, Response
 
 from dompet import __version__
-from dompet.api import wallet
+from dompet.api import savings, wallet
 from dompet.api.errors import install_error_handlers
 from dompet.api.idempotency import Idempotency
-from dompet.api.presenters import WalletPresenter
+from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         built = container or await Container.build(settings or Settings())
         app.state.container = built
         app.state.wallet_presenter = WalletPresenter(built.settings.tz)
+        app.state.savings_presenter = SavingsPresenter(built.settings.tz)
         app.state.idempotency = Idempotency(
             built.store,
             built.clock,
@@ -57,11 +58,19 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lifespan=lifespan,
         openapi_tags=[
             {"name": "E-wallet", "description": "SPEC.md section 1"},
+            {
+                "name": "Tabungan",
+                "description": (
+                    "Savings accounts by no_rekening (SPEC.md section 2). Success: the bare "
+                    'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
+                ),
+            },
             {"name": "Operations", "description": "Health"},
         ],
     )
     install_error_handlers(app)
     app.include_router(wallet.router)
+    app.include_router(savings.router)
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
     async def healthz() -> Response:
