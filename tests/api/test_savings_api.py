@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -409,6 +410,24 @@ async def test_idempotency_key_replays_and_moves_money_once(api: Api) -> None:
         assert response.json() == {"saldo": 301}
     assert await api.saldo(no_rekening) == 301
     assert len(await api.mutasi(no_rekening)) == 3
+    await api.invariants_hold()
+
+
+async def test_concurrent_requests_with_one_key_move_money_once(api: Api) -> None:
+    no_rekening = await api.daftar()
+    body = {"no_rekening": no_rekening, "nominal": 500}
+    responses = await asyncio.gather(
+        *(
+            api.http.post("/tabung", json=body, headers={"Idempotency-Key": "storm"})
+            for _ in range(8)
+        )
+    )
+    succeeded = [r for r in responses if r.status_code == 200]
+    assert succeeded
+    assert all(r.json() == {"saldo": 500} for r in succeeded)
+    for refused in (r for r in responses if r.status_code != 200):
+        assert "Idempotency-Key" in remark_of(refused)  # still in flight: retry later
+    assert await api.saldo(no_rekening) == 500
     await api.invariants_hold()
 
 
