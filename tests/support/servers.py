@@ -12,7 +12,9 @@ start raises :class:`ServerStartError` (a real error, never a skip).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import pwd
@@ -20,7 +22,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn, Self
 
+import asyncpg
 import pytest
 
 __all__ = [
@@ -206,68 +208,25 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class _PgError(Exception):
-    def __init__(self, fields: dict[str, str]) -> None:
-        self.fields = fields
-        self.sqlstate = fields.get("C", "")
-        super().__init__(f"{fields.get('S', 'ERROR')}: {fields.get('M', '?')} [{self.sqlstate}]")
+def _pg_execute(port: int, sql: str | None, user: str, dbname: str, timeout: float) -> None:
+    """Connect with asyncpg (trust auth), optionally run ``sql``, disconnect.
 
-
-def _pg_simple_query(port: int, sql: str | None, user: str, dbname: str, timeout: float) -> None:
-    """Tiny stdlib client for the PostgreSQL wire protocol (trust auth only).
-
-    Connects, optionally runs ``sql`` with the simple-query protocol, disconnects.
-    Raises :class:`_PgError` for an error response, OSError for network failures.
+    Runs on its own thread with its own event loop, so it is safe to call from sync fixtures
+    while a test's loop is running. Raises asyncpg/OS errors.
     """
 
-    def recv_exact(sock: socket.socket, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            buf += chunk
-        return buf
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host=HOST, port=port, user=user, database=dbname, timeout=timeout
+        )
+        try:
+            if sql is not None:
+                await conn.execute(sql)
+        finally:
+            await conn.close()
 
-    def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
-        header = recv_exact(sock, 5)
-        (length,) = struct.unpack("!I", header[1:])
-        return header[:1], recv_exact(sock, length - 4)
-
-    def parse_error(body: bytes) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        for part in body.split(b"\0"):
-            if part:
-                fields[chr(part[0])] = part[1:].decode(errors="replace")
-        return fields
-
-    def wait_ready(sock: socket.socket, *, startup: bool) -> None:
-        error: dict[str, str] | None = None
-        while True:
-            kind, body = read_message(sock)
-            if kind == b"E":
-                error = parse_error(body)
-                if startup:  # the server closes the connection after a startup error
-                    raise _PgError(error)
-            elif kind == b"R":
-                (code,) = struct.unpack("!I", body[:4])
-                if code != 0:
-                    raise _PgError({"M": f"unsupported authentication request {code}"})
-            elif kind == b"Z":  # ReadyForQuery
-                if error is not None:
-                    raise _PgError(error)
-                return
-
-    params = b"user\0" + user.encode() + b"\0database\0" + dbname.encode() + b"\0\0"
-    startup = struct.pack("!II", 8 + len(params), 196608) + params
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(startup)
-        wait_ready(sock, startup=True)
-        if sql is not None:
-            payload = sql.encode() + b"\0"
-            sock.sendall(b"Q" + struct.pack("!I", 4 + len(payload)) + payload)
-            wait_ready(sock, startup=False)
-        sock.sendall(b"X" + struct.pack("!I", 4))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 class PostgresServer(_ManagedServer):
@@ -418,8 +377,8 @@ class PostgresServer(_ManagedServer):
                 )
             if _port_open(self.port):
                 try:
-                    _pg_simple_query(self.port, None, self.superuser, "postgres", timeout=2.0)
-                except (_PgError, OSError) as exc:  # e.g. 57P03 "starting up"
+                    _pg_execute(self.port, None, self.superuser, "postgres", timeout=2.0)
+                except (asyncpg.PostgresError, OSError) as exc:  # e.g. 57P03 "starting up"
                     last = exc
                 else:
                     return
@@ -448,9 +407,9 @@ class PostgresServer(_ManagedServer):
     def execute(self, sql: str, dbname: str = "postgres") -> None:
         """Run ``sql`` as the superuser, discarding results; RuntimeError on an SQL error."""
         try:
-            _pg_simple_query(self.port, sql, self.superuser, dbname, timeout=30.0)
-        except _PgError as exc:
-            raise RuntimeError(f"{sql!r} failed: {exc}") from exc
+            _pg_execute(self.port, sql, self.superuser, dbname, timeout=30.0)
+        except asyncpg.PostgresError as exc:
+            raise RuntimeError(f"{sql!r} failed: {exc} [{exc.sqlstate}]") from exc
 
     def create_database(self, name: str) -> str:
         """``CREATE DATABASE name``; returns its asyncpg SQLAlchemy URL."""

@@ -1,0 +1,58 @@
+"""Small builders shared by the store contract tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dompet.domain.ids import new_id
+from dompet.domain.ledger import Entry, payment_journal, topup_journal
+from dompet.domain.transfers import Transfer, TransferStatus
+from dompet.domain.users import User
+from dompet.storage.port import LedgerStore
+
+_phone = iter(range(10**9))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_phone() -> str:
+    return f"0812{next(_phone):08d}"
+
+
+async def new_user(store: LedgerStore, first_name: str = "Guntur") -> User:
+    moment = now()
+    user = User(
+        id=new_id(),
+        first_name=first_name,
+        last_name="Saputro",
+        phone_number=next_phone(),
+        address="Jl. Kebon Sirih No. 1",
+        created_at=moment,
+        updated_at=moment,
+    )
+    await store.add_user(user, "argon2-hash-placeholder")
+    return user
+
+
+async def top_up(store: LedgerStore, user_id: str, amount: int) -> Entry:
+    (entry,) = await store.post_journal(topup_journal(new_id(), user_id, amount, now()))
+    return entry
+
+
+async def pay(store: LedgerStore, user_id: str, amount: int, remarks: str = "") -> Entry:
+    (entry,) = await store.post_journal(payment_journal(new_id(), user_id, amount, remarks, now()))
+    return entry
+
+
+def pending_transfer(sender_id: str, target_id: str, amount: int) -> Transfer:
+    return Transfer(
+        id=new_id(),
+        sender_id=sender_id,
+        target_id=target_id,
+        amount=amount,
+        remarks="Hadiah Ultah",
+        status=TransferStatus.PENDING,
+        created_at=now(),
+    )
