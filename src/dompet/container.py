@@ -13,6 +13,7 @@ from dompet.domain.transfers import RetryPolicy
 from dompet.security.pins import Argon2PinHasher
 from dompet.security.tokens import JwtTokens
 from dompet.services.ports import Clock, TransferDispatcher, utc_now
+from dompet.services.savings import SavingsService
 from dompet.services.settlement import SettlementService
 from dompet.services.wallet import LoginPolicy, WalletService
 from dompet.storage import open_store
@@ -45,6 +46,7 @@ class Container:
     store: LedgerStore
     clock: Clock
     wallet: WalletService
+    savings: SavingsService
     settlement: SettlementService
     dispatcher: TransferDispatcher
     worker: SettlementWorker | None = None
@@ -82,7 +84,16 @@ class Container:
             worker = SettlementWorker(
                 store, settlement, clock, worker_config(settings, "api"), wake.wake
             )
-        return cls(settings, store, clock, wallet, settlement, wake, worker)
+        return cls(
+            settings=settings,
+            store=store,
+            clock=clock,
+            wallet=wallet,
+            savings=SavingsService(store, clock),
+            settlement=settlement,
+            dispatcher=wake,
+            worker=worker,
+        )
 
     def start(self) -> None:
         """Start the background workers of this process (the in-process settlement worker)."""

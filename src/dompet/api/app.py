@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI, Response
 
 from dompet import __version__
-from dompet.api import wallet
+from dompet.api import savings, wallet
 from dompet.api.errors import install_error_handlers
 from dompet.api.idempotency import Idempotency
-from dompet.api.presenters import WalletPresenter
+from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         built = container or await Container.build(settings or Settings())
         app.state.container = built
         app.state.wallet_presenter = WalletPresenter(built.settings.tz)
+        app.state.savings_presenter = SavingsPresenter(built.settings.tz)
         app.state.idempotency = Idempotency(
             built.store,
             built.clock,
@@ -57,11 +59,20 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lifespan=lifespan,
         openapi_tags=[
             {"name": "E-wallet", "description": "SPEC.md section 1"},
+            {
+                "name": "Tabungan",
+                "description": (
+                    "Savings accounts by no_rekening (SPEC.md section 2). Success: the bare "
+                    'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
+                ),
+            },
             {"name": "Operations", "description": "Health"},
         ],
     )
     install_error_handlers(app)
+    _document_validation_as_400(app)
     app.include_router(wallet.router)
+    app.include_router(savings.router)
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
     async def healthz() -> Response:
@@ -73,3 +84,25 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         return json_response({"status": "ok", "database": built.store.engine_name})
 
     return app
+
+
+def _document_validation_as_400(app: FastAPI) -> None:
+    """Validation errors are 400 in the API's own shape (api/errors.py), never FastAPI's 422:
+    drop the 422 FastAPI documents by default, so /docs says what the API really does."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.pop("422", None) is not None and "400" not in responses:
+                        responses["400"] = {"description": "Invalid input"}
+            schemas = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

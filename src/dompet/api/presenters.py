@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dompet.domain.ledger import Entry, JournalKind
+from dompet.domain.ledger import Entry, EntryType, JournalKind
 from dompet.domain.users import User
 
 DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -76,4 +76,22 @@ class WalletPresenter:
             "balance_before": entry.balance_before,
             "balance_after": entry.balance_after,
             "created_date": self.when(entry.created_at),
+        }
+
+
+class SavingsPresenter:
+    """Rendering for the savings ("Tabungan") API."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self._tz = tz
+
+    def waktu(self, moment: datetime) -> str:
+        """ISO 8601 in the display time zone with its offset: ``2021-04-01T22:23:20+07:00``."""
+        return moment.astimezone(self._tz).isoformat(timespec="seconds")
+
+    def mutasi_item(self, entry: Entry) -> dict[str, Any]:
+        return {
+            "waktu": self.waktu(entry.created_at),
+            "kode_transaksi": "C" if entry.entry_type is EntryType.CREDIT else "D",
+            "nominal": entry.amount,
         }
