@@ -46,6 +46,7 @@ from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.sql.engine import create_engines, is_sqlite
+from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.tables import (
     accounts,
     customers,
@@ -70,6 +71,8 @@ class SqlStore:
         self._writer = writer
         self._reader = reader
         self.engine_name = engine_name
+        # SQLite: one shared writer connection whose callers' transactions commit in groups.
+        self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
@@ -77,6 +80,8 @@ class SqlStore:
         return cls(writer, reader, "sqlite" if is_sqlite(database_url) else "postgresql")
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.close()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
@@ -87,6 +92,11 @@ class SqlStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; it has committed (durably) when the block has exited."""
+        if self._group is not None:
+            async with self._group.transaction() as conn:
+                yield conn
+            return
         async with self._writer.begin() as conn:
             yield conn
 
