@@ -10,6 +10,7 @@ import os
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -240,6 +241,7 @@ def run_dompet(
         history_user = users.pop()
 
         def wrk(name: str, path: str, lua: str, connections: int | None = None) -> WrkResult:
+            profiler = profile(server, name, args.duration)
             server.start_sampling()
             result = run_wrk(
                 base + path,
@@ -249,6 +251,8 @@ def run_dompet(
                 threads=args.threads,
             )
             report.figures.append(figure(name, result, server.stop_sampling()))
+            if profiler is not None:
+                profiler.wait()
             print(
                 f"  {name}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms, "
                 f"{result.errors} errors",
@@ -305,6 +309,18 @@ def run_dompet(
         report.peak_process_mb = server.max_process_hwm_kib() / 1024
     finally:
         server.stop()
+
+
+def profile(server: Server, name: str, duration: float) -> subprocess.Popen[bytes] | None:
+    """With BENCH_PYSPY=<dir>, record the scenario with py-spy (collapsed stacks) into it."""
+    out_dir = os.environ.get("BENCH_PYSPY")
+    if not out_dir:
+        return None
+    slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+    out = Path(out_dir) / f"{slug}.txt"
+    cmd = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking"]
+    cmd += ["-d", str(max(1, int(duration) - 1)), "-o", str(out), "-p", str(server.proc.pid)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def settlement_lags(url: str, since: datetime) -> tuple[float, float, float]:

@@ -61,7 +61,7 @@ _BLOCKING_SQL = ("BEGIN", "COMMIT", "END", "ROLLBACK", "VACUUM", "PRAGMA WAL_CHE
 def _may_block(fn: Any, args: tuple[Any, ...]) -> bool:
     name = getattr(fn, "__name__", "")
     if name in _BLOCKING_CALLS:
-        return True
+        return not isinstance(getattr(fn, "__self__", None), sqlite3.Cursor)  # cursor.close
     if name in ("execute", "executemany") and args and isinstance(args[0], str):
         return args[0].lstrip().upper().startswith(_BLOCKING_SQL)
     return False
