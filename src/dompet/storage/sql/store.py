@@ -8,7 +8,20 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, false, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,6 +61,7 @@ from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.sql.engine import create_engines, is_sqlite
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.tables import (
+    Money,
     accounts,
     customers,
     idempotency_keys,
@@ -712,15 +726,20 @@ class SqlStore:
             raise IdempotencyConflict(IN_FLIGHT)
 
     async def _apply(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
-        """Write the journal; guard and change each customer balance in one statement."""
+        """Write the journal; guard and change each customer balance in one statement.
+
+        The statements are built once (module level, bound parameters): building SQLAlchemy
+        expressions per call was a third of a payment's CPU time.
+        """
         await conn.execute(
-            insert(journals).values(
-                id=journal.id,
-                kind=journal.kind,
-                reference=journal.reference,
-                remarks=journal.remarks,
-                created_at=journal.created_at,
-            )
+            _INSERT_JOURNAL,
+            {
+                "id": journal.id,
+                "kind": journal.kind,
+                "reference": journal.reference,
+                "remarks": journal.remarks,
+                "created_at": journal.created_at,
+            },
         )
         entries: list[Entry] = []
         system_rows: list[dict[str, Any]] = []
@@ -737,33 +756,25 @@ class SqlStore:
                     }
                 )
                 continue
-            guarded = update(accounts).where(accounts.c.id == posting.account_id)
+            guarded = _MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
+            params: dict[str, Any] = {"account_id": posting.account_id, "amount": posting.amount}
             if posting.amount < 0:
-                guarded = guarded.where(accounts.c.balance >= -posting.amount)
-            if posting.require_active:
-                guarded = guarded.where(accounts.c.blocked == false())
-            after = (
-                await conn.execute(
-                    guarded.values(balance=accounts.c.balance + posting.amount).returning(
-                        accounts.c.balance
-                    )
-                )
-            ).scalar_one_or_none()
+                params["needed"] = -posting.amount
+            after: Any = (await conn.execute(guarded, params)).scalar_one_or_none()
             if after is None:
                 await self._explain_refusal(conn, posting.account_id)
             before = after - posting.amount
             sequence = (
                 await conn.execute(
-                    insert(postings)
-                    .values(
-                        journal_id=journal.id,
-                        account_id=posting.account_id,
-                        amount=posting.amount,
-                        balance_before=before,
-                        balance_after=after,
-                        created_at=journal.created_at,
-                    )
-                    .returning(postings.c.id)
+                    _INSERT_POSTING,
+                    {
+                        "journal_id": journal.id,
+                        "account_id": posting.account_id,
+                        "amount": posting.amount,
+                        "balance_before": before,
+                        "balance_after": after,
+                        "created_at": journal.created_at,
+                    },
                 )
             ).scalar_one()
             entries.append(
@@ -787,7 +798,7 @@ class SqlStore:
                 )
             )
         if system_rows:
-            await conn.execute(insert(postings), system_rows)
+            await conn.execute(_INSERT_SYSTEM_POSTINGS, system_rows)
         return entries
 
     async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> None:
@@ -799,6 +810,24 @@ class SqlStore:
         if row.blocked:
             raise AccountBlocked(account_id)
         raise InsufficientFunds()
+
+
+def _move_balance(debit: bool, require_active: bool) -> Any:
+    """UPDATE one customer balance by :amount, refused (no row) if short or blocked."""
+    query = update(accounts).where(accounts.c.id == bindparam("account_id"))
+    if debit:
+        query = query.where(accounts.c.balance >= bindparam("needed", type_=Money))
+    if require_active:
+        query = query.where(accounts.c.blocked == false())
+    return query.values(balance=accounts.c.balance + bindparam("amount", type_=Money)).returning(
+        accounts.c.balance
+    )
+
+
+_MOVE_BALANCE = {(d, a): _move_balance(d, a) for d in (False, True) for a in (False, True)}
+_INSERT_JOURNAL = insert(journals)
+_INSERT_POSTING = insert(postings).returning(postings.c.id)
+_INSERT_SYSTEM_POSTINGS = insert(postings)
 
 
 def _entries_query() -> Any:
