@@ -46,8 +46,11 @@ class _InlineSqliteConnection(aiosqlite.Connection):
     (waits for the write lock if another process holds it), COMMIT (the fsync) and close.
     """
 
+    reader = False
+    """A reader's statements never wait for a lock (WAL) and it never fsyncs: all inline."""
+
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if _may_block(fn, args):
+        if _may_block(fn, args, self.reader):
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
@@ -58,16 +61,20 @@ _BLOCKING_CALLS = frozenset({"commit", "rollback", "close", "executescript"})
 _BLOCKING_SQL = ("BEGIN", "COMMIT", "END", "ROLLBACK", "VACUUM", "PRAGMA WAL_CHECKPOINT")
 
 
-def _may_block(fn: Any, args: tuple[Any, ...]) -> bool:
+def _may_block(fn: Any, args: tuple[Any, ...], reader: bool) -> bool:
     name = getattr(fn, "__name__", "")
+    if isinstance(getattr(fn, "__self__", None), sqlite3.Cursor) and name == "close":
+        return False
+    if reader:
+        return name == "close"
     if name in _BLOCKING_CALLS:
-        return not isinstance(getattr(fn, "__self__", None), sqlite3.Cursor)  # cursor.close
+        return True
     if name in ("execute", "executemany") and args and isinstance(args[0], str):
         return args[0].lstrip().upper().startswith(_BLOCKING_SQL)
     return False
 
 
-def _inline_creator(database_url: str) -> Any:
+def _inline_creator(database_url: str, *, reader: bool) -> Any:
     database = make_url(database_url).database or ":memory:"
 
     async def connect() -> aiosqlite.Connection:
@@ -78,6 +85,7 @@ def _inline_creator(database_url: str) -> Any:
             uri=database.startswith("file:"),
         )
         connection = _InlineSqliteConnection(connector, iter_chunk_size=64)
+        connection.reader = reader
         connection._thread.daemon = True
         return await connection
 
@@ -98,10 +106,14 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
         "pool_size": 1,
         "max_overflow": 0,
         "pool_timeout": 120,
-        "async_creator": _inline_creator(database_url),
+        "async_creator": _inline_creator(database_url, reader=False),
     }
     if not writer:
-        kwargs = {"pool_size": 8, "max_overflow": 8}
+        kwargs = {
+            "pool_size": 8,
+            "max_overflow": 8,
+            "async_creator": _inline_creator(database_url, reader=True),
+        }
     engine = create_async_engine(async_url(database_url), **kwargs)
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
