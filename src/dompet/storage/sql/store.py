@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Row,
     and_,
     bindparam,
@@ -414,14 +416,14 @@ class SqlStore:
         before: int | None = None,
         oldest_first: bool = False,
     ) -> list[Entry]:
-        query = _entries_query().where(postings.c.account_id == account_id)
+        query = _entries_page(before is not None, oldest_first, limit is not None)
+        params: dict[str, Any] = {"account_id": account_id}
         if before is not None:
-            query = query.where(postings.c.id > before if oldest_first else postings.c.id < before)
-        query = query.order_by(postings.c.id.asc() if oldest_first else postings.c.id.desc())
+            params["before"] = before
         if limit is not None:
-            query = query.limit(limit)
+            params["limit"] = limit
         async with self._read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, params)).all()
         return [_entry(r) for r in rows]
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
@@ -855,6 +857,19 @@ def _entries_query() -> Any:
             ),
         )
     )
+
+
+@functools.cache
+def _entries_page(before: bool, oldest_first: bool, limited: bool) -> Any:
+    """An account's entries query, built once per shape (bound :account_id, :before, :limit)."""
+    query = _entries_query().where(postings.c.account_id == bindparam("account_id"))
+    if before:
+        cursor = bindparam("before", type_=Money)
+        query = query.where(postings.c.id > cursor if oldest_first else postings.c.id < cursor)
+    query = query.order_by(postings.c.id.asc() if oldest_first else postings.c.id.desc())
+    if limited:
+        query = query.limit(bindparam("limit", type_=Integer))
+    return query
 
 
 def _entry(row: Row[Any]) -> Entry:
