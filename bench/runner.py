@@ -297,6 +297,12 @@ def run_dompet(
             cursors.append(cursor)
         paths = ["/transactions?limit=50"] + [f"/transactions?limit=50&cursor={c}" for c in cursors]
         wrk("GET /transactions?limit=50", "/transactions", get_lua(paths, history_token))
+        wrk(
+            "GET /transactions?limit=50, 4 conns",
+            "/transactions",
+            get_lua(paths, history_token),
+            connections=min(4, args.connections),
+        )
         full = wrk(
             f"GET /transactions (all {args.entries})",
             "/transactions",
@@ -374,13 +380,13 @@ def print_report(report: Report) -> None:
     )
     print()
     header = (
-        f"{'scenario':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak MB':>8}"
+        f"{'scenario':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak MB':>8}"
     )
     print(header)
     print("-" * len(header))
     for f in report.figures:
         print(
-            f"{f.name:<34} {f.rps:>9.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} {f.errors:>7d} "
+            f"{f.name:<38} {f.rps:>9.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} {f.errors:>7d} "
             f"{f.peak_mb:>8.0f}"
         )
         for key, value in f.extra.items():
