@@ -109,9 +109,12 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
         "async_creator": _inline_creator(database_url, reader=False),
     }
     if not writer:
+        # Reads run inline and hold a connection only briefly: a fixed pool, no overflow
+        # connections opened and closed again (a thread and PRAGMAs each) under load.
         kwargs = {
             "pool_size": 8,
-            "max_overflow": 8,
+            "max_overflow": 0,
+            "pool_timeout": 120,
             "async_creator": _inline_creator(database_url, reader=True),
         }
     engine = create_async_engine(async_url(database_url), **kwargs)
