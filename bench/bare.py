@@ -6,14 +6,23 @@ the same orjson envelope, so the ratio Dompet/bare is the cost of Dompet's own w
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Response
 
+from dompet.api.app import _tune_gc
 from dompet.api.responses import wallet_ok
 from dompet.api.schemas import PayRequest
 
 
 def create_app() -> FastAPI:
-    app = FastAPI()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _tune_gc()  # the same process tuning as Dompet's app, for a fair ceiling
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.post("/pay")
     async def pay(body: PayRequest) -> Response:
