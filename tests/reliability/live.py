@@ -299,17 +299,17 @@ async def make_users(base_url: str, count: int, opening_balance: int) -> list[Us
 
 
 # -- verdict ------------------------------------------------------------------------------------
-async def wait_until_settled(database_url: str, timeout: float = 120.0) -> None:
+async def wait_until_settled(database_url: str, patience: float = 120.0) -> None:
     """Wait (bounded) until no transfer is PENDING; the worker must get there by itself."""
     store = await open_store(database_url)
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience
         while True:
             counts = await store.transfer_counts()
             if counts[TransferStatus.PENDING] == 0:
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"transfers still PENDING after {timeout}s: {counts}")
+                raise AssertionError(f"transfers still PENDING after {patience}s: {counts}")
             await asyncio.sleep(0.1)
     finally:
         await store.close()

@@ -28,7 +28,7 @@ from tests.reliability.live import (
 
 USERS = 12
 CLIENTS = 16
-OPERATIONS = 1200
+OPERATIONS = 900
 OPENING = 200_000
 KILLS = 5
 

@@ -46,6 +46,7 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[ApiServer]:
 async def test_storm_conserves_money_and_credits_every_transfer_once(
     server: ApiServer, database_url: str
 ) -> None:
+    await body_limit_holds_over_a_real_socket(server)
     users = await make_users(server.base_url, USERS, OPENING)
     ops = plan(random.Random(6), USERS, OPERATIONS, "storm")
     driver = Driver(server.base_url, users)
@@ -66,12 +67,13 @@ async def test_storm_conserves_money_and_credits_every_transfer_once(
     code, output = reconcile_exit_code(database_url)
     assert code == 0, output
     print(
-        f"storm: {OPERATIONS} ops in {elapsed:.1f}s ({OPERATIONS / elapsed:.0f}/s), {figures}, {retried} retried"
+        f"storm: {OPERATIONS} ops in {elapsed:.1f}s ({OPERATIONS / elapsed:.0f}/s), "
+        f"{figures}, {retried} retried"
     )
 
 
-async def test_the_live_server_refuses_oversized_bodies(server: ApiServer) -> None:
-    """The body limit holds over a real socket too (uvicorn, not only the ASGI transport)."""
+async def body_limit_holds_over_a_real_socket(server: ApiServer) -> None:
+    """The body limit holds through uvicorn too, not only through the ASGI transport."""
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         big = b'{"first_name": "' + b"x" * 20_000 + b'"}'
         response = await http.post(
