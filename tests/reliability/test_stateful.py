@@ -123,10 +123,13 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- e-wallet --------------------------------------------------------------------------
     @initialize(target=users)
     def first_user(self) -> WalletUser:
-        return self.register()
+        return self._new_user()
 
     @rule(target=users)
     def register(self) -> WalletUser:
+        return self._new_user()
+
+    def _new_user(self) -> WalletUser:
         phone = f"0896{next(_serial):08d}"
         body = {"first_name": "Prop", "phone_number": phone, "pin": "135790"}
         registered = self.call("POST", "/register", body)
