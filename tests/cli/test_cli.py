@@ -123,7 +123,7 @@ async def test_worker_settles_a_pending_transfer_and_stops_on_sigint(
         assert pending is not None
         assert pending.status == TransferStatus.PENDING
 
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: ASYNC220 (starts at once; never waited on here)
             [str(DOMPET), "worker"],
             env={**os.environ, **env, "WORKER_SWEEP_SECONDS": "0.05"},
             stdout=subprocess.PIPE,
