@@ -43,7 +43,10 @@ def serve(
     """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0)."""
     import uvicorn
 
+    from dompet.observability.logging import configure_logging
+
     settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
         "dompet.api.app:create_app",
         factory=True,
@@ -52,13 +55,18 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,
     )
 
 
 @app.command()
 def worker() -> None:
     """Run a settlement worker process (any number may run against one database)."""
-    asyncio.run(_run_worker(Settings()))
+    from dompet.observability.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:

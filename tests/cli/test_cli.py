@@ -137,6 +137,7 @@ async def test_worker_settles_a_pending_transfer_and_stops_on_sigint(
                 if settled.status != TransferStatus.PENDING or worker.poll() is not None:
                     break
                 await asyncio.sleep(0.1)
+            assert settled is not None
             assert settled.status == TransferStatus.SUCCESS
             assert await container.store.balance(f"wallet:{b.id}") == 400
         finally:
