@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dompet.cli import app
+from dompet.dataio.folder import read_manifest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_data"
 DOMPET = Path(sys.executable).with_name("dompet")
@@ -147,3 +148,19 @@ async def test_worker_settles_a_pending_transfer_and_stops_on_sigint(
         assert "settlement worker" in output
     finally:
         await container.aclose()
+
+
+def test_make_example_data_loads_into_database_url(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    url = f"sqlite:///{tmp_path / 'make.db'}"
+    done = subprocess.run(
+        ["make", "example-data", f"DATABASE_URL={url}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ledger OK" in done.stdout
+    total = read_manifest(EXAMPLE).total
+    assert f"{total}/{total}" in done.stdout  # the progress bar reached the end

@@ -157,3 +157,4 @@ def test_readme_walkthrough_works_as_written(server: tuple[int, Path, dict[str, 
         answer = json.loads(got)
         assert matches(want, answer), f"step {number}: README shows {want}, got {answer}"
     assert "ledger OK" in outputs[-1]
+    assert 'dompet_money_moved_rupiah_total{kind="topup"} 500000.0' in outputs[-1]
