@@ -175,12 +175,15 @@ class LedgerStore(Protocol):
         tokens, idempotency keys and heartbeats are not exported."""
 
     async def import_records(self, records: Sequence[DataRecord]) -> None:
-        """Write the records as given, in one transaction, every id kept: accounts with their
-        balance and blocked flag (a system account is created if missing, else left as is),
-        users with their pin hash (their account comes as an AccountRecord, not made here),
-        customers, journals with their postings (sequence, balances and times kept, no
-        balance is touched: account balances come from the AccountRecords), transfers
-        (unleased). The caller sends kinds in RECORD_KINDS order (a journal after the
-        accounts it posts to). After the import, new postings get sequences above every
-        imported one. Raises ValueError when an id (or a phone number, nik, no_hp or
-        no_rekening) already exists; nothing of the batch is written then."""
+        """Write the records as given, in one transaction, every id kept.
+
+        Accounts with their balance and blocked flag (a system account is created if missing,
+        else left as is); users with their pin hash (their account comes as an AccountRecord,
+        not made here); customers; journals with their postings (sequence, balances and times
+        kept; no balance is touched: balances come from the AccountRecords); transfers
+        (unleased; a missing next_attempt_at is stored as created_at). The caller sends kinds
+        in RECORD_KINDS order (a journal after the accounts it posts to). After the import,
+        new postings get sequences above every imported one. Raises ValueError when an id (or
+        a phone number, nik, no_hp or no_rekening) already exists; nothing of the batch is
+        written then.
+        """
