@@ -119,6 +119,11 @@ async def test_logs_are_json_with_the_request_id_and_no_secrets(
             "login with pin=123456 and Authorization: Bearer abc.def.ghi",
             extra={"pin": "654321", "refresh_token": "zzz", "user": {"password": "hunter2"}},
         )
+        try:
+            hashed = "$argon2id$v=19" + "$secret"
+            raise RuntimeError(f"boom [SQL: INSERT]\n[parameters: ('0811255509', '{hashed}')]")
+        except RuntimeError:
+            logging.getLogger("dompet.test").exception("a database error")
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "dompet.access"]
@@ -127,6 +132,8 @@ async def test_logs_are_json_with_the_request_id_and_no_secrets(
     assert topup["status"] == 200
     assert topup["method"] == "POST"
     assert len(topup["request_id"]) == 32
-    for secret in ("123456", "654321", "abc.def.ghi", "zzz", "hunter2", auth["Authorization"]):
+    secrets = ("123456", "654321", "abc.def.ghi", "zzz", "hunter2", "$argon2id$v=19$secret")
+    for secret in (*secrets, auth["Authorization"]):
         assert secret not in err
     assert "[REDACTED]" in err
+    assert "RuntimeError: boom" in err  # the traceback is kept, its bound values are not

@@ -34,6 +34,8 @@ _SECRET_IN_TEXT = re.compile(
        \s*[:=]\s*["']?)(?:bearer\s+)?[^"',\s}]+                      # "pin": "123456", token=x
     """
 )
+_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\]$", re.MULTILINE | re.DOTALL)
+"""SQLAlchemy puts a statement's bound values (pin hashes ...) into its error messages."""
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ACCESS_LOGGER = "dompet.access"
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -63,6 +65,12 @@ class ScrubFilter(logging.Filter):
             record.args = None
         if isinstance(record.msg, str):
             record.msg = scrub_text(record.msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            text = _SQL_PARAMETERS.sub("[parameters: [REDACTED]]", record.exc_text)
+            record.exc_text = scrub_text(text)
+            record.exc_info = None  # formatters must use the scrubbed exc_text
         for key in list(record.__dict__):
             if key not in _RESERVED:
                 record.__dict__[key] = _scrub_value(key, record.__dict__[key])
