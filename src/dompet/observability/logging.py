@@ -34,7 +34,7 @@ _SECRET_IN_TEXT = re.compile(
        \s*[:=]\s*["']?)(?:bearer\s+)?[^"',\s}]+                      # "pin": "123456", token=x
     """
 )
-_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\]$", re.MULTILINE | re.DOTALL)
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
 """SQLAlchemy puts a statement's bound values (pin hashes ...) into its error messages."""
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ACCESS_LOGGER = "dompet.access"
