@@ -71,6 +71,7 @@ class ScrubFilter(logging.Filter):
             text = _SQL_PARAMETERS.sub("[parameters: [REDACTED]]", record.exc_text)
             record.exc_text = scrub_text(text)
             record.exc_info = None  # formatters must use the scrubbed exc_text
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate
         for key in list(record.__dict__):
             if key not in _RESERVED:
                 record.__dict__[key] = _scrub_value(key, record.__dict__[key])
@@ -109,10 +110,14 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler._dompet = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # dompet.access replaces uvicorn's access log (which shows raw paths and client addresses).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
 
 
 class RequestIdMiddleware:
