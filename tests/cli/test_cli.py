@@ -89,6 +89,9 @@ def test_build_writes_a_loadable_folder(env: dict[str, str], tmp_path: Path) -> 
     loaded = runner.invoke(app, ["example-data", "load", str(out)], env=env)
     assert loaded.exit_code == 0, loaded.output
     assert "ledger OK" in loaded.output
+    # The build is deterministic: it reproduces the committed example_data/ byte for byte.
+    for name in sorted(p.name for p in EXAMPLE.iterdir()):
+        assert (out / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
 
 
 def test_loading_a_missing_folder_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:

@@ -46,6 +46,15 @@ async def test_the_seeds_user_logs_in_and_sees_the_seeds_three_transactions(
         tom = await http.post("/login", json={"phone_number": "0811255502", "pin": "654321"})
         assert tom.status_code == 200
 
+        # A savings customer of the example data, as docs/example-data.md lists her.
+        assert (await http.get("/saldo/9339376447")).json() == {"saldo": 2150000}
+        mutasi = (await http.get("/mutasi/9339376447")).json()["mutasi"]
+        assert [(m["kode_transaksi"], m["nominal"]) for m in mutasi] == [
+            ("C", 2000000),
+            ("D", 350000),
+            ("C", 500000),
+        ]
+
 
 async def test_dump_then_load_round_trips_without_loss(store: LedgerStore, tmp_path: Path) -> None:
     await load(store, EXAMPLE)
