@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,10 +15,13 @@ from dompet import __version__
 from dompet.api import savings, wallet
 from dompet.api.errors import install_error_handlers
 from dompet.api.idempotency import Idempotency
+from dompet.api.limits import BodySizeLimit
 from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
+from dompet.observability.logging import RequestIdMiddleware, configure_logging
+from dompet.observability.metrics import Metrics, MetricsMiddleware
 
 DESCRIPTION = """
 Dompet serves two APIs over one double-entry ledger:
@@ -34,10 +38,11 @@ Money is a whole number of Rupiah (a JSON integer). Money-moving POSTs accept an
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app; the store and workers are created when it starts (lifespan)."""
+    settings = settings or (container.settings if container is not None else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        built = container or await Container.build(settings or Settings())
+        built = container or await Container.build(settings)
         app.state.container = built
         app.state.wallet_presenter = WalletPresenter(built.settings.tz)
         app.state.savings_presenter = SavingsPresenter(built.settings.tz)
@@ -47,6 +52,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             timedelta(seconds=built.settings.idempotency_ttl_seconds),
             timedelta(seconds=built.settings.idempotency_in_flight_seconds),
         )
+        configure_logging(built.settings.log_level, built.settings.log_json)
+        built.money.subscribe(metrics.money_moved)
         built.start()
         _tune_gc()
         try:
@@ -68,10 +75,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                     'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
                 ),
             },
-            {"name": "Operations", "description": "Health"},
+            {"name": "Operations", "description": "Health and metrics"},
         ],
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
@@ -84,6 +96,23 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         except Exception:
             return json_response({"status": "unavailable", "database": "down"}, 503)
         return json_response({"status": "ok", "database": built.store.engine_name})
+
+    @app.get(
+        "/metrics",
+        tags=["Operations"],
+        summary="Prometheus metrics (dompet_ prefix)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def prometheus_metrics() -> Response:
+        built: Container = app.state.container
+        try:
+            await metrics.refresh(built.store, built.clock)
+        except Exception:
+            metrics.scrape_errors.inc()
+            logging.getLogger(__name__).exception("could not read metrics from the database")
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     return app
 

@@ -14,12 +14,11 @@ from pydantic import (
     Field,
     PlainValidator,
     StrictInt,
-    StrictStr,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
-from dompet.api.schemas import Strict
+from dompet.api.schemas import Strict, Text
 from dompet.domain.money import MAX_AMOUNT
 
 
@@ -61,10 +60,10 @@ class DaftarRequest(Strict):
         }
     )
     nama: Annotated[
-        StrictStr, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
+        Text, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
     ]
     nik: Annotated[
-        StrictStr,
+        Text,
         Field(
             description="Nomor Induk Kependudukan: exactly 16 digits",
             json_schema_extra={"pattern": "^[0-9]{16}$"},
@@ -72,7 +71,7 @@ class DaftarRequest(Strict):
         ),
     ]
     no_hp: Annotated[
-        StrictStr,
+        Text,
         Field(
             description="Indonesian mobile number: 08..., 628... or +628... (stored as 08...)",
             json_schema_extra={"pattern": r"^(\+62|62|0)8[0-9]{8,11}$"},
@@ -93,14 +92,19 @@ class MoneyRequest(Strict):
 
 # -- responses (documentation; the routes render JSON directly) ------------------------------
 class Remark(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"remark": "saldo tidak cukup (balance is not enough)"}]}
+    )
     remark: str
 
 
 class DaftarResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"no_rekening": "5410990314"}]})
     no_rekening: str
 
 
 class SaldoResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"saldo": 150000}]})
     saldo: int
 
 
@@ -111,4 +115,24 @@ class MutasiItem(BaseModel):
 
 
 class MutasiResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mutasi": [
+                        {
+                            "waktu": "2021-04-01T22:23:20+07:00",
+                            "kode_transaksi": "C",
+                            "nominal": 250000,
+                        },
+                        {
+                            "waktu": "2021-04-01T22:30:02+07:00",
+                            "kode_transaksi": "D",
+                            "nominal": 100000,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
     mutasi: list[MutasiItem]
