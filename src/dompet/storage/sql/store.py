@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sqlite3
@@ -69,7 +70,7 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-from dompet.storage.sql.engine import create_engines, is_sqlite
+from dompet.storage.sql.engine import SQLITE_READERS, create_engines, is_sqlite
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.tables import (
     Money,
@@ -99,6 +100,7 @@ class SqlStore:
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
         self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
+        self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
@@ -128,7 +130,11 @@ class SqlStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._reader.connect() as conn:
+        if self._read_slots is None:
+            async with self._reader.connect() as conn:
+                yield conn
+            return
+        async with self._read_slots, self._reader.connect() as conn:  # FIFO: no starvation
             yield conn
 
     # -- wallet users ------------------------------------------------------------------------
