@@ -51,28 +51,65 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
-    """Run a settlement worker process (any number may run against one database)."""
-    asyncio.run(_run_worker(Settings()))
+def worker(
+    queue: Annotated[
+        str | None,
+        typer.Option(help="auto (saq when REDIS_URL is set, else db), db or saq"),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Settlement loops in this process")
+    ] = None,
+) -> None:
+    """Run settlement worker loops (any number of processes may run against one database).
+
+    SIGTERM / SIGINT stop gracefully: the settlement in flight finishes and every claim the
+    worker still holds is released for the others.
+    """
+    settings = Settings()
+    chosen = queue or settings.worker_queue
+    if chosen not in ("auto", "db", "saq"):
+        raise typer.BadParameter("--queue must be auto, db or saq")
+    if chosen == "auto":
+        chosen = "saq" if settings.redis_url else "db"
+    if chosen == "saq" and not settings.redis_url:
+        raise typer.BadParameter("--queue saq needs REDIS_URL")
+    asyncio.run(_run_worker(settings, chosen, concurrency or settings.worker_concurrency))
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, queue: str, concurrency: int) -> None:
     from dompet.container import Container, worker_config
     from dompet.worker.inprocess import SettlementWorker
 
+    # This process is a worker: no in-process loop and no SAQ producer of its own.
     container = await Container.build(settings.model_copy(update={"worker_enabled": False}))
-    runner = SettlementWorker(
-        container.store,
-        container.settlement,
-        container.clock,
-        worker_config(settings, "worker"),
-    )
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runner.stop)
-    console.print(f"settlement worker {runner.worker_id} running; Ctrl-C to stop")
     try:
-        await runner.run()
+        if queue == "saq":
+            from dompet.worker.saq import run_saq_worker
+
+            await run_saq_worker(container, concurrency, loop)
+            return
+        runners = [
+            SettlementWorker(
+                container.store,
+                container.settlement,
+                container.clock,
+                worker_config(settings, "worker", "standalone", f"-{i}" if concurrency > 1 else ""),
+            )
+            for i in range(1, concurrency + 1)
+        ]
+
+        def stop_all() -> None:
+            for runner in runners:
+                runner.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop_all)
+        console.print(
+            f"settlement worker {runners[0].worker_id} running (db queue, "
+            f"concurrency {concurrency}); Ctrl-C to stop"
+        )
+        await asyncio.gather(*(runner.run() for runner in runners))
     finally:
         await container.aclose()
 

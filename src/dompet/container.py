@@ -31,12 +31,16 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def worker_config(settings: Settings, prefix: str) -> WorkerConfig:
+def worker_config(
+    settings: Settings, prefix: str, kind: str = "inprocess", suffix: str = ""
+) -> WorkerConfig:
     return WorkerConfig(
-        worker_id=worker_name(prefix),
+        worker_id=worker_name(prefix) + suffix,
         sweep_interval=settings.worker_sweep_seconds,
         lease=timedelta(seconds=settings.worker_lease_seconds),
         batch=settings.worker_batch,
+        kind=kind,
+        heartbeat_interval=settings.worker_heartbeat_seconds,
     )
 
 
