@@ -139,5 +139,73 @@ async def _reconcile(settings: Settings) -> InvariantReport:
         await store.close()
 
 
+# -- operators (issue 4) -------------------------------------------------------------------
+@app.command("create-operator")
+def create_operator(
+    username: Annotated[str, typer.Argument(help="Login name (3-64 of a-z 0-9 . _ -)")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a dashboard operator (password hashed with Argon2id)."""
+    import sys
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    asyncio.run(_create_operator(Settings(), username, password))
+
+
+async def _create_operator(settings: Settings, username: str, password: str) -> None:
+    from dompet.container import pin_hasher
+    from dompet.domain.errors import DomainError
+    from dompet.services.monitoring import OperatorService
+    from dompet.services.ports import utc_now
+    from dompet.storage import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        operator = await OperatorService(store, pin_hasher(settings), utc_now).create(
+            username, password
+        )
+    except DomainError as exc:
+        console.print(f"[red]error[/red]: {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        await store.close()
+    console.print(f"operator {operator.username} created")
+
+
+async def _set_blocked(settings: Settings, account_id: str, blocked: bool) -> None:
+    from dompet.storage import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        changed = await store.set_account_blocked(account_id, blocked)
+    finally:
+        await store.close()
+    if not changed:
+        console.print(f"[red]error[/red]: no customer account {account_id}")
+        raise typer.Exit(1)
+    console.print(f"account {account_id} {'blocked' if blocked else 'unblocked'}")
+
+
+@app.command("block-account")
+def block_account(
+    account_id: Annotated[str, typer.Argument(help="e.g. wallet:<user_id> or savings:<no>")],
+) -> None:
+    """Block an account: it can neither send nor receive (settlements to it retry)."""
+    asyncio.run(_set_blocked(Settings(), account_id, True))
+
+
+@app.command("unblock-account")
+def unblock_account(
+    account_id: Annotated[str, typer.Argument(help="e.g. wallet:<user_id> or savings:<no>")],
+) -> None:
+    """Unblock an account."""
+    asyncio.run(_set_blocked(Settings(), account_id, False))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

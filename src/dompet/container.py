@@ -44,6 +44,17 @@ def worker_config(
     )
 
 
+def pin_hasher(settings: Settings) -> Argon2PinHasher:
+    """The Argon2id hasher for PINs and operator passwords (PIN_HASH_* settings, PIN_PEPPER)."""
+    pepper = settings.pin_pepper.get_secret_value().encode() if settings.pin_pepper else None
+    return Argon2PinHasher(
+        time_cost=settings.pin_hash_time_cost,
+        memory_kib=settings.pin_hash_memory_kib,
+        parallelism=settings.pin_hash_parallelism,
+        pepper=pepper,
+    )
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -61,13 +72,7 @@ class Container:
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
         store = store or await open_store(settings.database_url)
-        pepper = settings.pin_pepper.get_secret_value().encode() if settings.pin_pepper else None
-        pins = Argon2PinHasher(
-            time_cost=settings.pin_hash_time_cost,
-            memory_kib=settings.pin_hash_memory_kib,
-            parallelism=settings.pin_hash_parallelism,
-            pepper=pepper,
-        )
+        pins = pin_hasher(settings)
         tokens = JwtTokens(
             settings.jwt_secret.get_secret_value(),
             settings.access_token_ttl,

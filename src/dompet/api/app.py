@@ -17,6 +17,7 @@ from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
+from dompet.dashboard import routes as dashboard
 
 DESCRIPTION = """
 Dompet serves two APIs over one double-entry ledger:
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             timedelta(seconds=built.settings.idempotency_ttl_seconds),
             timedelta(seconds=built.settings.idempotency_in_flight_seconds),
         )
+        app.state.dashboard = dashboard.Dashboard.build(built)
+        dashboard.mount_saq_monitor(app, built)
         built.start()
         try:
             yield
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
     async def healthz() -> Response:

@@ -14,6 +14,7 @@ from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
 from dompet.domain.ledger import Entry, Journal
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.operators import Operator
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
@@ -157,3 +158,9 @@ class LedgerStore(Protocol):
 
     async def release_claims(self, worker_id: str) -> int:
         """Give back every PENDING transfer this worker holds (graceful shutdown)."""
+
+    # -- dashboard operators (issue 4) --------------------------------------------------------
+    async def add_operator(self, operator: Operator) -> None:
+        """Create an operator. Raises OperatorTaken if the username exists."""
+
+    async def find_operator(self, username: str) -> Operator | None: ...

@@ -20,6 +20,7 @@ from dompet.domain.errors import (
     InsufficientFunds,
     NikTaken,
     NoHpTaken,
+    OperatorTaken,
     PhoneTaken,
 )
 from dompet.domain.idempotency import (
@@ -42,6 +43,7 @@ from dompet.domain.ledger import (
     wallet_account,
 )
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.operators import Operator
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
@@ -52,6 +54,7 @@ from dompet.storage.sql.tables import (
     idempotency_keys,
     journals,
     login_throttle,
+    operators,
     postings,
     transfers,
     used_refresh_tokens,
@@ -663,6 +666,29 @@ class SqlStore:
                 .values(claimed_by=None, claimed_until=None)
             )
         return int(result.rowcount)
+
+    # -- dashboard operators (issue 4) --------------------------------------------------------
+    async def add_operator(self, operator: Operator) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(operators).values(
+                        username=operator.username,
+                        password_hash=operator.password_hash,
+                        created_at=operator.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise OperatorTaken(operator.username) from exc
+
+    async def find_operator(self, username: str) -> Operator | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(operators).where(operators.c.username == username))
+            ).first()
+        if row is None:
+            return None
+        return Operator(row.username, row.password_hash, row.created_at)
 
     # -- internals ---------------------------------------------------------------------------
     def _insert(self, table: Any) -> Any:
