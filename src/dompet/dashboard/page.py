@@ -114,6 +114,7 @@ function ms(v) { return v === null || v === undefined ? "-" : (v < 1000 ? Math.r
   : (v / 1000).toFixed(1) + " s"); }
 function age(s) { return s === null || s === undefined ? "-" : (s < 120 ? s.toFixed(1) + " s"
   : Math.round(s / 60) + " min"); }
+function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) + " UTC" : "-"; }
 function rupiah(n) { return "Rp " + Number(n).toLocaleString("id-ID"); }
 function chart(minutes) {
   const W = 900, H = 180, L = 36, R = 44, T = 10, B = 22;
@@ -132,11 +133,13 @@ function chart(minutes) {
   let path = "";
   minutes.forEach((m, i) => {
     const x = L + i * slot + 2, w = Math.max(slot - 4, 1);
-    const ok = svg("rect", {x: x, y: y(m.settled), width: w, height: H - B - y(m.settled),
-                            fill: "#3a8bbb"});
-    const title = svg("title", {}); title.textContent = m.minute.slice(11, 16) + " UTC: " +
-      m.settled + " settled, " + m.failed + " failed, p95 " + ms(m.p95_ms);
-    ok.append(title); box.append(ok);
+    if (m.settled) {
+      const ok = svg("rect", {x: x, y: y(m.settled), width: w, height: H - B - y(m.settled),
+                              fill: "#3a8bbb", "class": "settled-bar"});
+      const title = svg("title", {}); title.textContent = m.minute.slice(11, 16) + " UTC: " +
+        m.settled + " settled, " + m.failed + " failed, p95 " + ms(m.p95_ms);
+      ok.append(title); box.append(ok);
+    }
     if (m.failed) box.append(svg("rect", {x: x, y: y(m.settled + m.failed), width: w,
       height: y(m.settled) - y(m.settled + m.failed), fill: "#e12d39"}));
     if (m.p95_ms !== null) path += (path ? " L" : "M") + (x + w / 2) + " " + yl(m.p95_ms);
@@ -171,7 +174,7 @@ function render(s) {
   const inv = el("div", {}, el("span", {"class": "badge " + (s.invariants_ok ? "good" : "bad"),
     id: "invariants-badge"}, s.invariants_ok ? "All invariants hold" : "INVARIANT VIOLATED"));
   for (const v of s.invariant_violations) inv.append(el("div", {"class": "err"}, v));
-  inv.append(el("div", {"class": "muted"}, "checked " + (s.invariants_checked_at || "-")));
+  inv.append(el("div", {"class": "muted"}, "checked " + when(s.invariants_checked_at)));
   replace("invariants", inv);
   replace("chart", chart(s.minutes));
   replace("workers", ...(s.workers.length ? s.workers.map(w => el("tr", {},
@@ -191,7 +194,7 @@ function render(s) {
     return el("tr", {"data-transfer": f.transfer_id}, el("td", {}, f.transfer_id),
       el("td", {"class": "status"}, f.status),
       el("td", {}, rupiah(f.amount)), el("td", {}, f.attempts),
-      el("td", {"class": "err"}, f.last_error), el("td", {}, f.next_attempt_at || "-"), action);
+      el("td", {"class": "err"}, f.last_error), el("td", {}, when(f.next_attempt_at)), action);
   }) : [el("tr", {}, el("td", {colspan: 7, "class": "muted"}, "no failures"))]));
   document.getElementById("updated").textContent = "updated " + s.generated_at.slice(11, 19) +
     " UTC";
