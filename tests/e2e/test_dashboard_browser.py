@@ -142,7 +142,7 @@ def test_operator_watches_a_transfer_settle_and_retries_a_failed_one(
     ARTIFACTS.mkdir(exist_ok=True)
     base, env = stack["base"], stack["env"]
     http = httpx.Client(base_url=base, timeout=10)
-    sender, sender_auth = _wallet(http, "Sender", "081299990001")
+    _sender, sender_auth = _wallet(http, "Sender", "081299990001")
     target, _ = _wallet(http, "Target", "081299990002")
     blocked, _ = _wallet(http, "Blocked", "081299990003")
     assert http.post("/topup", json={"amount": 100_000}, headers=sender_auth).status_code == 200
@@ -210,6 +210,7 @@ def test_operator_watches_a_transfer_settle_and_retries_a_failed_one(
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
             browser.close()
-    balance = http.get("/transactions", headers=sender_auth)
-    assert balance.status_code == 200
+    history = http.get("/transactions", headers=sender_auth).json()["result"]
     http.close()
+    transfers = [e for e in history if e.get("transfer_id")]
+    assert sorted(e["status"] for e in transfers) == ["SUCCESS", "SUCCESS"]
