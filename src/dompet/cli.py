@@ -65,7 +65,12 @@ def worker(
     SIGTERM / SIGINT stop gracefully: the settlement in flight finishes and every claim the
     worker still holds is released for the others.
     """
+    import logging
+
     settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     chosen = queue or settings.worker_queue
     if chosen not in ("auto", "db", "saq"):
         raise typer.BadParameter("--queue must be auto, db or saq")

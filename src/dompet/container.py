@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from dompet.config import Settings
 from dompet.domain.transfers import RetryPolicy
@@ -66,6 +67,8 @@ class Container:
     dispatcher: TransferDispatcher
     worker: SettlementWorker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    saq_queue: Any = None
+    """The SAQ queue (REDIS_URL set) the API enqueues settlements on; None without Redis."""
 
     @classmethod
     async def build(
@@ -80,16 +83,24 @@ class Container:
         )
         wake = WakeDispatcher()
         settlement = SettlementService(store, clock, retry_policy(settings))
+        dispatcher: TransferDispatcher = wake
+        saq_queue: Any = None
+        if settings.redis_url:  # scale-out: `dompet worker --queue saq` processes settle
+            from dompet.worker.saq import SaqDispatcher, settlement_queue
+
+            saq_queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+            await saq_queue.connect()
+            dispatcher = SaqDispatcher(saq_queue)
         wallet = WalletService(
             store,
             pins,
             tokens,
-            wake,
+            dispatcher,
             clock,
             LoginPolicy(settings.login_max_failures, settings.login_lock_seconds),
         )
         worker = None
-        if settings.worker_enabled:
+        if settings.worker_enabled and saq_queue is None:
             worker = SettlementWorker(
                 store, settlement, clock, worker_config(settings, "api"), wake.wake
             )
@@ -100,8 +111,9 @@ class Container:
             wallet=wallet,
             savings=SavingsService(store, clock),
             settlement=settlement,
-            dispatcher=wake,
+            dispatcher=dispatcher,
             worker=worker,
+            saq_queue=saq_queue,
         )
 
     def start(self) -> None:
@@ -116,4 +128,6 @@ class Container:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
             task.cancel()
+        if self.saq_queue is not None:
+            await self.saq_queue.disconnect()
         await self.store.close()

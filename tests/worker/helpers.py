@@ -142,6 +142,12 @@ class WorkerProcess:
     def worker_id(self) -> str:
         return f"worker-{socket.gethostname()}-{self.proc.pid}"
 
+    async def running(self, store: LedgerStore) -> bool:
+        """True once the process has recorded a heartbeat (its signal handlers are set)."""
+        assert self.proc.poll() is None, self.log()
+        marker = f"-{socket.gethostname()}-{self.proc.pid}"
+        return any(marker in beat.worker_id for beat in await store.heartbeats())
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,7 @@ async def test_workers_settle_a_burst_exactly_once_despite_sigkill(
         await assert_settled_exactly_once(store, postgres_db_url, burst)
 
         for worker in workers[1:]:
+            await wait_for(partial(worker.running, store), "the worker's heartbeat")
             assert worker.terminate() == 0, worker.log()
         beats = {b.worker_id: b for b in await store.heartbeats()}
         assert victim.worker_id in beats  # its last heartbeat stays, and goes stale

@@ -164,3 +164,10 @@ class LedgerStore(Protocol):
         """Create an operator. Raises OperatorTaken if the username exists."""
 
     async def find_operator(self, username: str) -> Operator | None: ...
+
+    # -- scale-out dispatch (issue 4) ---------------------------------------------------------
+    async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
+        """PENDING transfers due at or before ``due_before`` (claimed or not), oldest due first.
+
+        The SAQ sweep re-enqueues these: they waited too long for their queue job.
+        """

@@ -39,6 +39,10 @@ class Heartbeat:
         self._started_at = clock()
         self._last: datetime | None = None
 
+    @property
+    def has_beaten(self) -> bool:
+        return self._last is not None
+
     async def beat(self, *, force: bool = False, state: str = "running") -> None:
         now = self._now()
         if (

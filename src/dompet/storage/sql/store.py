@@ -690,6 +690,22 @@ class SqlStore:
             return None
         return Operator(row.username, row.password_hash, row.created_at)
 
+    # -- scale-out dispatch (issue 4) ---------------------------------------------------------
+    async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(transfers)
+                    .where(
+                        transfers.c.status == TransferStatus.PENDING,
+                        transfers.c.next_attempt_at <= due_before,
+                    )
+                    .order_by(transfers.c.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_transfer(r) for r in rows]
+
     # -- internals ---------------------------------------------------------------------------
     def _insert(self, table: Any) -> Any:
         if self.engine_name == "postgresql":
