@@ -17,6 +17,7 @@ from dompet.domain.ledger import wallet_account
 from dompet.services.monitoring import OperatorService
 from tests.api.wallet_client import register, wait_for_status
 from tests.conftest import AsyncClientContext, fast_settings
+from tests.support.servers import RedisServer
 
 ENV_USER, ENV_PASSWORD = "ops", "a-long-dashboard-password"
 
@@ -195,3 +196,31 @@ async def test_a_failed_settlement_is_listed_and_retried_with_csrf(app: App) -> 
     again = await app.http.post(path, headers={"X-CSRF-Token": csrf})
     assert again.status_code == 409
     assert (await summary(app.http))["invariants_ok"] is True
+
+
+@pytest.mark.redis
+async def test_saq_monitor_is_mounted_behind_the_login(
+    database_url: str, redis_server: RedisServer
+) -> None:
+    settings = fast_settings(
+        database_url,
+        dashboard_user=ENV_USER,
+        dashboard_password=ENV_PASSWORD,
+        redis_url=redis_server.url,
+        saq_queue_name="dompet-dashboard-test",
+    )
+    async with AsyncClientContext(settings) as http:
+        anonymous = await http.get("/dashboard/saq/")
+        assert anonymous.status_code == 303
+        assert anonymous.headers["location"].startswith("/dashboard/login")
+        assert (await http.get("/dashboard/saq/api/queues")).status_code == 303
+        await login(http)
+        page = await http.get("/dashboard")
+        assert 'href="/dashboard/saq/"' in page.text
+        monitor = await http.get("/dashboard/saq/")
+        assert monitor.status_code == 200
+        queues = await http.get("/dashboard/saq/api/queues")
+        assert queues.status_code == 200, queues.text
+        assert "dompet-dashboard-test" in queues.text
+        body = await summary(http)
+        assert body["queue"] == {"pending": 0, "queued": 0, "active": 0, "incomplete": 0}

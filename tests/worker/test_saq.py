@@ -22,6 +22,7 @@ from dompet.domain.invariants import check
 from dompet.domain.ledger import wallet_account
 from dompet.domain.transfers import TransferStatus
 from dompet.services.ports import utc_now
+from dompet.storage import migrate
 from dompet.storage.port import LedgerStore
 from dompet.worker.saq import SaqDispatcher, SaqSettlement, job_key, settlement_queue
 from tests.api.wallet_client import register
@@ -35,6 +36,7 @@ from tests.worker.helpers import (
     pending_count,
     settlement_counts,
     start_worker,
+    success_count,
     wait_for,
 )
 
@@ -215,3 +217,52 @@ async def test_saq_worker_processes_settle_api_transfers_and_swept_ones_exactly_
             assert sum(b.settled for b in beats) == 40
         finally:
             await container.aclose()
+
+
+@pytest.mark.postgres
+@pytest.mark.concurrency
+async def test_a_saq_worker_killed_mid_burst_loses_nothing_and_credits_nothing_twice(
+    postgres_db_url: str,
+    redis_server: RedisServer,
+    queue_name: str,
+    tmp_path: Path,
+    workers: list[WorkerProcess],
+) -> None:
+    await migrate(postgres_db_url)
+    settings = fast_settings(postgres_db_url, redis_url=redis_server.url, saq_queue_name=queue_name)
+    container = await Container.build(settings)
+    try:
+        store = container.store
+        dispatcher = container.dispatcher
+        assert isinstance(dispatcher, SaqDispatcher)
+        burst = await make_burst(store, 200)
+        for transfer in burst.transfers:
+            await dispatcher.transfer_accepted(transfer.id)
+        env = {
+            "REDIS_URL": redis_server.url,
+            "SAQ_QUEUE_NAME": queue_name,
+            "SAQ_SWEEP_AFTER_SECONDS": "1",
+            "SAQ_SWEEP_SECONDS": "0.2",
+        }
+        victim = start_worker(
+            postgres_db_url, tmp_path, "--queue", "saq", "--concurrency", "4", **env
+        )
+        workers.append(victim)
+
+        async def victim_started() -> bool:
+            assert victim.proc.poll() is None, victim.log()
+            return await success_count(store) > 0
+
+        await wait_for(victim_started, "the victim's first settlement")
+        victim.kill()
+        # Jobs it was running stay "active" in Redis: only the sweep can bring them back.
+        assert await dispatcher.queue.count("active") > 0
+        workers.append(start_worker(postgres_db_url, tmp_path, "--queue", "saq", **env))
+
+        async def drained() -> bool:
+            return await pending_count(store) == 0
+
+        await wait_for(drained, "every transfer settled after the kill")
+        await assert_settled_exactly_once(store, postgres_db_url, burst)
+    finally:
+        await container.aclose()
