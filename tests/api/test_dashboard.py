@@ -56,6 +56,11 @@ async def login(http: httpx.AsyncClient, user: str = ENV_USER, pw: str = ENV_PAS
     assert response.headers["location"] == "/dashboard"
     page = await http.get("/dashboard")
     assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy)
+    assert nonce is not None
+    assert f'<script nonce="{nonce.group(1)}">' in page.text
+    assert "frame-ancestors 'none'" in policy
     match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
     assert match is not None
     return match.group(1)

@@ -90,7 +90,7 @@ $saq_link
 <tbody id="failures"></tbody></table></section>
 </main>
 <script id="initial-summary" type="application/json">$summary</script>
-<script>
+<script nonce="$nonce">
 "use strict";
 const REFRESH_MS = $refresh_ms;
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
@@ -221,10 +221,26 @@ def login_page(next_path: str, error: str | None) -> str:
     )
 
 
+def content_security_policy(nonce: str | None = None) -> str:
+    """No script but our own (by nonce), no framing, forms only to ourselves."""
+    script = f"'nonce-{nonce}'" if nonce else "'none'"
+    return (
+        f"default-src 'self'; script-src {script}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+
+
 def dashboard_page(
-    *, username: str, csrf_token: str, summary_json: str, refresh_ms: int, saq_mounted: bool
+    *,
+    username: str,
+    csrf_token: str,
+    summary_json: str,
+    refresh_ms: int,
+    saq_mounted: bool,
+    nonce: str = "",
 ) -> str:
     return _PAGE.substitute(
+        nonce=escape(nonce),
         style=_STYLE,
         user=escape(username),
         csrf=escape(csrf_token),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dompet.api.responses import json_response
 from dompet.container import Container, pin_hasher
-from dompet.dashboard.page import dashboard_page, login_page
+from dompet.dashboard.page import content_security_policy, dashboard_page, login_page
 from dompet.dashboard.session import COOKIE_NAME, Session, SessionSigner, session_key
 from dompet.domain.errors import CsrfRejected, Unauthenticated
 from dompet.services.monitoring import MonitoringService, OperatorService
@@ -106,9 +107,23 @@ def _safe_next(target: str | None) -> str:
     return "/dashboard"
 
 
+def _html(body: str, status_code: int = 200, nonce: str | None = None) -> HTMLResponse:
+    return HTMLResponse(
+        body,
+        status_code=status_code,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": content_security_policy(nonce),
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    return HTMLResponse(login_page(_safe_next(next), error=None))
+    return _html(login_page(_safe_next(next), error=None))
 
 
 @router.post("/login")
@@ -118,9 +133,7 @@ async def login(request: Request) -> Response:
     target = _safe_next(form.get("next"))
     username = await dash.operators.authenticate(form.get("username", ""), form.get("password", ""))
     if username is None:
-        return HTMLResponse(
-            login_page(target, error="Wrong username or password."), status_code=401
-        )
+        return _html(login_page(target, error="Wrong username or password."), 401)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE_NAME,
@@ -151,15 +164,17 @@ async def page(request: Request) -> Response:
     if session is None:
         return RedirectResponse(f"{LOGIN_PATH}?next=/dashboard", status_code=303)
     summary = await dash.monitoring.summary()
-    return HTMLResponse(
+    nonce = secrets.token_urlsafe(16)
+    return _html(
         dashboard_page(
             username=session.username,
             csrf_token=dash.signer.csrf_token(session),
             summary_json=json.dumps(to_json(summary)),
             refresh_ms=int(dash.refresh_seconds * 1000),
             saq_mounted=dash.saq_mounted,
+            nonce=nonce,
         ),
-        headers={"Cache-Control": "no-store"},
+        nonce=nonce,
     )
 
 

@@ -16,6 +16,9 @@ from dompet.domain.transfers import TransferStatus
 from dompet.services.ports import Clock, PinHasher
 from dompet.storage.port import LedgerStore
 
+STOPPED_WORKERS_SHOWN_FOR = timedelta(hours=1)
+SILENT_WORKERS_SHOWN_FOR = timedelta(days=1)
+
 QueueDepth = Callable[[], Awaitable[dict[str, int]]]
 """Extra queue figures from the dispatch adapter (e.g. SAQ's queued/active counts)."""
 
@@ -156,7 +159,11 @@ class MonitoringService:
             },
             throughput_per_minute=round(len(latencies) / window_minutes, 2),
             minutes=buckets,
-            workers=[self._worker_row(b, now) for b in await self._store.heartbeats()],
+            workers=[
+                self._worker_row(b, now)
+                for b in await self._store.heartbeats()
+                if self._worth_showing(b, now)
+            ],
             failures=[
                 FailureRow(
                     transfer_id=t.id,
@@ -181,6 +188,14 @@ class MonitoringService:
         """Operator retry: make a PENDING transfer due now. Raises TransferNotRetryable."""
         if not await self._store.retry_transfer_now(transfer_id, self._now()):
             raise TransferNotRetryable(transfer_id)
+
+    @staticmethod
+    def _worth_showing(beat: WorkerHeartbeat, now: datetime) -> bool:
+        """Hide workers stopped over an hour ago and any silent for a day (old processes)."""
+        age = now - beat.last_seen_at
+        if beat.info.get("state") == "stopped":
+            return age <= STOPPED_WORKERS_SHOWN_FOR
+        return age <= SILENT_WORKERS_SHOWN_FOR
 
     def _worker_row(self, beat: WorkerHeartbeat, now: datetime) -> WorkerRow:
         state = beat.info.get("state", "running")
