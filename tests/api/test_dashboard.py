@@ -100,6 +100,22 @@ async def test_wrong_password_is_refused(app: App) -> None:
     assert "dompet_dashboard" not in response.cookies
 
 
+async def test_repeated_wrong_passwords_lock_the_username(app: App) -> None:
+    async def attempt(password: str) -> httpx.Response:
+        return await app.http.post(
+            "/dashboard/login",
+            content=f"username={ENV_USER}&password={password}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+    limit = app.container.settings.login_max_failures
+    for _ in range(limit):
+        assert (await attempt("wrong")).status_code == 401
+    locked = await attempt(ENV_PASSWORD)  # even the right password, while locked
+    assert locked.status_code == 429
+    assert "Too many failed login attempts" in locked.text
+
+
 async def test_login_sets_a_strict_httponly_cookie_and_logout_needs_csrf(app: App) -> None:
     response = await app.http.post(
         "/dashboard/login",

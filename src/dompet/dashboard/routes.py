@@ -56,6 +56,8 @@ class Dashboard:
                 container.clock,
                 settings.dashboard_user,
                 settings.dashboard_password.get_secret_value(),
+                max_failures=settings.login_max_failures,
+                lock_seconds=settings.login_lock_seconds,
             ),
             signer=SessionSigner(
                 session_key(

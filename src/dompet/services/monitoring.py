@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dompet.domain.errors import TransferNotRetryable
+from dompet.domain.errors import LoginLocked, TransferNotRetryable
 from dompet.domain.invariants import InvariantReport, check
 from dompet.domain.monitoring import WorkerHeartbeat
 from dompet.domain.operators import Operator, check_password, normalise_username
@@ -228,7 +229,12 @@ class OperatorService:
         clock: Clock,
         env_user: str | None = None,
         env_password: str | None = None,
+        *,
+        max_failures: int = 5,
+        lock_seconds: int = 300,
     ) -> None:
+        self._max_failures = max_failures
+        self._lock_seconds = lock_seconds
         self._store = store
         self._hasher = hasher
         self._now = clock
@@ -244,8 +250,27 @@ class OperatorService:
         return operator
 
     async def authenticate(self, username: str, password: str) -> str | None:
-        """The operator's username if the credentials are right, else None."""
+        """The operator's username if the credentials are right, else None.
+
+        Failures are counted per username in the login throttle (LOGIN_MAX_FAILURES, then
+        locked for LOGIN_LOCK_SECONDS): raises LoginLocked while locked.
+        """
         name = username.strip().lower()
+        key = _throttle_key(name)
+        now = self._now()
+        locked_until = await self._store.login_locked_until(key)
+        if locked_until is not None and locked_until > now:
+            raise LoginLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
+        found = await self._check(name, password)
+        if found is None:
+            await self._store.record_login_failure(
+                key, now, self._max_failures, timedelta(seconds=self._lock_seconds)
+            )
+            return None
+        await self._store.clear_login_failures(key)
+        return found
+
+    async def _check(self, name: str, password: str) -> str | None:
         if self._env_user and self._env_password:
             user_ok = hmac.compare_digest(name.encode(), self._env_user.lower().encode())
             pass_ok = hmac.compare_digest(password.encode(), self._env_password.encode())
@@ -258,3 +283,8 @@ class OperatorService:
         if await self._hasher.verify(operator.password_hash, password):
             return operator.username
         return None
+
+
+def _throttle_key(username: str) -> str:
+    """A key for the login throttle (20 characters, never a valid phone number)."""
+    return "op:" + hashlib.sha256(username.encode()).hexdigest()[:17]
