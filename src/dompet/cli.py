@@ -35,7 +35,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: PORT)")] = None,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
 ) -> None:
-    """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0)."""
+    """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0 or
+    REDIS_URL is set: then `dompet worker --queue saq` processes settle)."""
     import uvicorn
 
     settings = Settings()

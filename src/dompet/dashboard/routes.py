@@ -19,7 +19,6 @@ from dompet.dashboard.page import content_security_policy, dashboard_page, login
 from dompet.dashboard.session import COOKIE_NAME, Session, SessionSigner, session_key
 from dompet.domain.errors import CsrfRejected, Unauthenticated
 from dompet.services.monitoring import MonitoringService, OperatorService
-from dompet.worker.saq import SaqDispatcher
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 LOGIN_PATH = "/dashboard/login"
@@ -191,12 +190,10 @@ async def retry(request: Request, transfer_id: str) -> Response:
     dash, session = _require_session(request)
     _check_csrf(dash, session, request.headers.get("x-csrf-token"))
     await dash.monitoring.retry(transfer_id)
-    dispatcher = dash.container.dispatcher
-    if isinstance(dispatcher, SaqDispatcher):
-        transfer = await dash.container.store.get_transfer(transfer_id)
-        await dispatcher.transfer_retried(transfer_id, transfer.attempts if transfer else 0)
-    else:
-        await dispatcher.transfer_accepted(transfer_id)
+    transfer = await dash.container.store.get_transfer(transfer_id)
+    await dash.container.dispatcher.transfer_retried(
+        transfer_id, transfer.attempts if transfer else 0
+    )
     return json_response({"transfer_id": transfer_id, "retried": True}, 200)
 
 

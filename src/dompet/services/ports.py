@@ -51,3 +51,6 @@ class TransferDispatcher(Protocol):
     """Tells the background workers a transfer is waiting (after its commit)."""
 
     async def transfer_accepted(self, transfer_id: str) -> None: ...
+
+    async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
+        """An operator made a transfer with ``attempt`` failed attempts due again (issue 4)."""

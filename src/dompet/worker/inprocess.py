@@ -36,6 +36,9 @@ class WakeDispatcher:
     async def transfer_accepted(self, transfer_id: str) -> None:
         self.wake.set()
 
+    async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
+        self.wake.set()
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
