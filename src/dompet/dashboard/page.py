@@ -142,7 +142,10 @@ function chart(minutes) {
     }
     if (m.failed) box.append(svg("rect", {x: x, y: y(m.settled + m.failed), width: w,
       height: y(m.settled) - y(m.settled + m.failed), fill: "#e12d39"}));
-    if (m.p95_ms !== null) path += (path ? " L" : "M") + (x + w / 2) + " " + yl(m.p95_ms);
+    if (m.p95_ms !== null) {
+      path += (path ? " L" : "M") + (x + w / 2) + " " + yl(m.p95_ms);
+      box.append(svg("circle", {cx: x + w / 2, cy: yl(m.p95_ms), r: 3, fill: "#f0b429"}));
+    }
     if (i % 3 === 0) axis(x + w / 2, H - 6, m.minute.slice(11, 16), "middle");
   });
   if (path) box.append(svg("path", {d: path, fill: "none", stroke: "#f0b429",
