@@ -140,6 +140,8 @@ def test_operator_watches_a_transfer_settle_and_retries_a_failed_one(
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
+    # Waits, not timings: generous, for a loaded 2-core machine (a worker process boots ~2 s).
+    expect.set_options(timeout=60_000)
     base, env = stack["base"], stack["env"]
     http = httpx.Client(base_url=base, timeout=10)
     _sender, sender_auth = _wallet(http, "Sender", "081299990001")
@@ -159,7 +161,7 @@ def test_operator_watches_a_transfer_settle_and_retries_a_failed_one(
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(60_000)
             page.goto(f"{base}/dashboard")
             expect(page).to_have_url(f"{base}/dashboard/login?next=/dashboard")
             page.fill("#username", USER)
