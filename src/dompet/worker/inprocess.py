@@ -105,22 +105,23 @@ class SettlementWorker:
             self._config.worker_id, self._now(), self._config.lease, self._config.batch
         )
         # Settle the batch concurrently (bounded): on SQLite their writes then share group
-        # commits instead of paying one durable COMMIT each, one after the other.
+        # commits instead of paying one durable COMMIT each, one after the other. A stop stops
+        # new settlements; what was not started is released by run()'s release_claims.
         limit = asyncio.Semaphore(SETTLE_CONCURRENCY)
 
         async def settle(transfer: Transfer) -> SettlementResult | None:
             async with limit:
                 if self._stopping.is_set():
-                    return None  # the rest is released by run()'s release_claims
-                return await self._settlement.settle_transfer(transfer)
-
-        results = [r for r in await asyncio.gather(*(settle(t) for t in claimed)) if r]
-        for result in results:
+                    return None
+                result = await self._settlement.settle_transfer(transfer)
             if result.outcome in (Outcome.RETRY_LATER, Outcome.REFUNDED):
                 self.failed += 1
             elif result.outcome is Outcome.SETTLED:
                 self.settled += 1
-        return results
+            return result
+
+        outcomes = await asyncio.gather(*(settle(t) for t in claimed))
+        return [result for result in outcomes if result is not None]
 
     async def run(self) -> None:
         log.info("settlement worker %s started", self._config.worker_id)
