@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
