@@ -28,6 +28,8 @@ from dompet.storage import open_store
 from tests.support.servers import find_free_port
 
 READY_TIMEOUT = 60.0
+MAX_TRIES = 600
+"""A retrying client gives up after this many attempts (bounded loops, even if a test fails)."""
 
 
 def process_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -224,6 +226,8 @@ class Driver:
             for u in self.users
         ]
         self.unexpected: list[str] = []
+        self.stopping = False
+        """Set to stop taking new operations (those already sent are still seen through)."""
 
     async def aclose(self) -> None:
         for client in self.clients:
@@ -234,6 +238,9 @@ class Driver:
         path, body = request_of(op, self.users)
         while True:
             op.tries += 1
+            if op.tries > MAX_TRIES:
+                self.unexpected.append(f"{op.kind} {op.key}: no answer after {MAX_TRIES} tries")
+                return
             try:
                 response = await self.clients[op.user].post(
                     path, json=body, headers={"Idempotency-Key": op.key}
@@ -263,7 +270,7 @@ class Driver:
             queue.put_nowait(op)
 
         async def worker() -> None:
-            while True:
+            while not self.stopping:
                 try:
                     op = queue.get_nowait()
                 except asyncio.QueueEmpty:

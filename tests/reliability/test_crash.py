@@ -28,7 +28,8 @@ from tests.reliability.live import (
 
 USERS = 12
 CLIENTS = 16
-OPERATIONS = 900
+OPERATIONS = 5000  # an upper bound: the storm stops soon after the last kill
+MIN_SENT = 100
 OPENING = 200_000
 KILLS = 5
 
@@ -69,20 +70,26 @@ async def test_sigkill_during_a_storm_loses_nothing_accepted(
                     worker.start()
                 if not api.alive:
                     await api.start_and_wait()
+            await asyncio.sleep(0.5)  # some traffic after the last restart too
+            driver.stopping = True
             await storm
         finally:
             if not storm.done():
                 storm.cancel()
             await driver.aclose()
         assert len(killed) == KILLS, f"the storm ended before {KILLS} kills: {killed}"
+        assert {"api", "both"} & set(killed), "the seed must kill the API at least once"
+        assert {"worker", "both"} & set(killed), "the seed must kill the worker at least once"
         assert driver.unexpected == []
+        ops = [op for op in ops if op.tries > 0]
+        assert len(ops) >= MIN_SENT, f"only {len(ops)} operations were sent"
         assert all(op.status in (200, 400) for op in ops)
         await wait_until_settled(database_url)
         figures = await verify_ledger(database_url, users, ops, OPENING)
         code, output = reconcile_exit_code(database_url)
         assert code == 0, output
         retried = sum(op.tries > 1 for op in ops)
-        print(f"crash: kills={killed} {figures} retried={retried} api starts={api.starts}")
+        print(f"crash: kills={killed} sent={len(ops)} {figures} retried={retried}")
     finally:
         worker.stop()
         api.stop()

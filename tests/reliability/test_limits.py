@@ -176,24 +176,24 @@ async def test_ordinary_unicode_text_is_kept(app: App) -> None:
 
 
 # -- paging cursor -----------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("params", "status"),
-    [
-        ({"cursor": str(2**63 - 1)}, 200),
-        ({"cursor": str(2**63)}, 400),
-        ({"cursor": "9" * 40}, 400),
-        ({"cursor": "0"}, 400),
-        ({"limit": "1", "cursor": str(2**64)}, 400),
-        ({"limit": str(2**63)}, 400),
-    ],
-)
-async def test_huge_cursors_are_400_not_500(app: App, params: dict[str, str], status: int) -> None:
+HUGE_CURSORS: list[tuple[dict[str, str], int]] = [
+    ({"cursor": str(2**63 - 1)}, 200),
+    ({"cursor": str(2**63)}, 400),
+    ({"cursor": "9" * 40}, 400),
+    ({"cursor": "0"}, 400),
+    ({"limit": "1", "cursor": str(2**64)}, 400),
+    ({"limit": str(2**63)}, 400),
+]
+
+
+async def test_huge_cursors_are_400_not_500(app: App) -> None:
     wallet: Wallet = await register(app.http)
     await wallet.topup(10)
-    response = await app.http.get("/transactions", params=params, headers=wallet.auth)
-    assert response.status_code == status, response.text
-    if status == 400:
-        assert set(response.json()) == {"message"}
+    for params, status in HUGE_CURSORS:
+        response = await app.http.get("/transactions", params=params, headers=wallet.auth)
+        assert response.status_code == status, (params, response.text)
+        if status == 400:
+            assert set(response.json()) == {"message"}
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -226,3 +226,43 @@ async def test_phone_numbers_are_ascii_digits_only(app: App) -> None:
     )
     assert response.status_code == 400
     assert "phone_number" in response.json()["message"]
+
+
+WEIRD_BODIES = [
+    b"[" * 8000 + b"]" * 8000,  # deep nesting, within the size limit
+    b'{"amount": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"amount": 1e999}',
+    b'{"amount": NaN}',
+    b'{"amount": 100000000000000000000000000000000000000000}',
+    b'{"amount": -0}',
+    b'{"amount": 1, "amount": 2}',
+    b"\xff\xfe\x00{",
+    b'{"amount": "\xff"}',
+    b"",
+    b"null",
+    b'"just a string"',
+    b"{" + b'"a": 1, ' * 1500 + b'"amount": 1}',
+]
+
+
+async def test_weird_bodies_are_clean_400s_in_both_shapes(app: App) -> None:
+    wallet = await register(app.http)
+    no_rekening = (
+        await app.http.post(
+            "/daftar", json={"nama": "Siti", "nik": "3171999999990001", "no_hp": fresh_phone()}
+        )
+    ).json()["no_rekening"]
+    for body in WEIRD_BODIES:
+        response = await app.http.post("/topup", content=body, headers={**JSON, **wallet.auth})
+        assert response.status_code in (400, 413), (body[:40], response.text)
+        assert set(response.json()) == {"message"}
+        savings_body = body.replace(b'"amount"', b'"nominal"')
+        response = await app.http.post("/tabung", content=savings_body, headers=JSON)
+        assert response.status_code == 400, (body[:40], response.text)
+        assert set(response.json()) == {"remark"}
+    duplicate = await app.http.post(
+        "/pay", content=b'{"amount": 1, "amount": 2}', headers={**JSON, **wallet.auth}
+    )
+    assert duplicate.json() == {"message": "Request body is not valid JSON: duplicate key 'amount'"}
+    assert await wallet.transactions() == []
+    assert (await app.http.get(f"/saldo/{no_rekening}")).json() == {"saldo": 0}

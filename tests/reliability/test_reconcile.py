@@ -14,7 +14,12 @@ from typer.testing import CliRunner
 
 from dompet.cli import app as cli
 from dompet.domain.ids import new_id
-from dompet.domain.ledger import payment_journal, topup_journal, transfer_out_journal
+from dompet.domain.ledger import (
+    payment_journal,
+    settlement_journal,
+    topup_journal,
+    transfer_out_journal,
+)
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage import open_store
 from dompet.storage.sql.engine import create_engines
@@ -41,7 +46,26 @@ async def busy_ledger(database_url: str) -> dict[str, str]:
         await store.open_transfer(
             pending, transfer_out_journal(new_id(), pending.id, alice.id, 2_500, "", now())
         )
-        return {"alice": f"wallet:{alice.id}", "bob": f"wallet:{bob.id}", "transfer": pending.id}
+        settled = Transfer(
+            id=new_id(),
+            sender_id=alice.id,
+            target_id=bob.id,
+            amount=500,
+            remarks="",
+            status=TransferStatus.PENDING,
+            created_at=now(),
+        )
+        await store.open_transfer(
+            settled, transfer_out_journal(new_id(), settled.id, alice.id, 500, "", now())
+        )
+        credit = settlement_journal(new_id(), settled.id, bob.id, 500, "", now())
+        assert await store.close_transfer(settled.id, TransferStatus.SUCCESS, credit, now())
+        return {
+            "alice": f"wallet:{alice.id}",
+            "bob": f"wallet:{bob.id}",
+            "transfer": pending.id,
+            "settled": settled.id,
+        }
     finally:
         await store.close()
 
@@ -68,7 +92,7 @@ async def reconcile(database_url: str) -> tuple[int, str]:
 CORRUPTIONS: dict[str, tuple[list[str], str]] = {
     "balance without postings": (
         ["UPDATE accounts SET balance = balance + 7 WHERE id = :alice"],
-        "balance 6507 != sum of its postings 6500",
+        "balance 6007 != sum of its postings 6000",
     ),
     "posting amount changed": (
         [
@@ -95,6 +119,18 @@ CORRUPTIONS: dict[str, tuple[list[str], str]] = {
     "transfer flipped without settling": (
         ["UPDATE transfers SET status = 'SUCCESS' WHERE id = :transfer"],
         "transit balance 2500 != sum of PENDING transfers 0",
+    ),
+    "transfer credited twice": (
+        [
+            "INSERT INTO journals (id, kind, reference, remarks, created_at) "
+            "SELECT 'dup-' || SUBSTR(id, 5), kind, reference, remarks, created_at FROM journals "
+            "WHERE reference = :settled AND kind = 'transfer_settle'"
+        ],
+        "journals do not match its status",
+    ),
+    "transfer debit journal relabelled": (
+        ["UPDATE journals SET kind = 'payment' WHERE reference = :transfer"],
+        "journals do not match its status",
     ),
     "posting deleted": (
         [

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 from fastapi import FastAPI, Response
 
@@ -16,6 +15,7 @@ from dompet.api import savings, wallet
 from dompet.api.errors import install_error_handlers
 from dompet.api.idempotency import Idempotency
 from dompet.api.limits import BodySizeLimit
+from dompet.api.openapi import install_openapi
 from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
-    _document_validation_as_400(app)
+    install_openapi(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
     app.include_router(dashboard.router)
@@ -131,25 +131,3 @@ def _tune_gc() -> None:
 
 
 GC_GEN0_THRESHOLD = 20_000
-
-
-def _document_validation_as_400(app: FastAPI) -> None:
-    """Validation errors are 400 in the API's own shape (api/errors.py), never FastAPI's 422:
-    drop the 422 FastAPI documents by default, so /docs says what the API really does."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    responses = operation.get("responses", {})
-                    if responses.pop("422", None) is not None and "400" not in responses:
-                        responses["400"] = {"description": "Invalid input"}
-            schemas = schema.get("components", {}).get("schemas", {})
-            for name in ("HTTPValidationError", "ValidationError"):
-                schemas.pop(name, None)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

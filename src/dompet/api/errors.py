@@ -57,6 +57,9 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     field = ".".join(loc)
     kind = error.get("type", "")
     if kind == "json_invalid":
+        detail = str(error.get("ctx", {}).get("error", ""))
+        if detail.startswith("duplicate key"):
+            return f"Request body is not valid JSON: {detail}"
         return "Request body is not valid JSON"
     if kind == "missing" and not field:
         return "Request body is required (a JSON object)"

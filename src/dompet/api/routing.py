@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
+from starlette.responses import Response
 
 
 class ErrorShape(StrEnum):
@@ -15,11 +19,43 @@ class ErrorShape(StrEnum):
     """``{"remark": ...}``, always HTTP 400."""
 
 
-class WalletRoute(APIRoute):
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise json.JSONDecodeError(f"duplicate key {key!r}", "", 0)
+        seen[key] = value
+    return seen
+
+
+class StrictJsonRequest(Request):
+    """A request whose JSON body may not repeat a key.
+
+    ``{"amount": 1, "amount": 2}`` means 1 to one parser and 2 to another (a gateway, an audit
+    log ...): a payments API refuses it instead of picking one.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=_refuse_duplicate_keys)
+        return self._json
+
+
+class DompetRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive, request._send))
+
+        return strict
+
+
+class WalletRoute(DompetRoute):
     error_shape = ErrorShape.WALLET
 
 
-class SavingsRoute(APIRoute):
+class SavingsRoute(DompetRoute):
     error_shape = ErrorShape.SAVINGS
 
 

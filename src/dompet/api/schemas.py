@@ -36,6 +36,15 @@ OptionalName = Annotated[Text, Field(max_length=100)]
 Address = Annotated[Text, Field(max_length=500)]
 Remarks = Annotated[Text, Field(max_length=500)]
 Phone = Annotated[Text, Field(min_length=1, max_length=20), AfterValidator(_not_blank)]
+NewPhone = Annotated[
+    Phone,
+    Field(
+        description="Indonesian mobile number: 08..., 628... or +628... (stored as 08...)",
+        json_schema_extra={"pattern": r"^(\+62|62|0)8[0-9]{8,11}$"},
+        examples=["0811255501"],
+    ),
+]
+"""A phone number being registered: the domain checks it, the document says what it wants."""
 Pin = Annotated[Text, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
 Token = Annotated[Text, Field(min_length=1, max_length=4096)]
 
@@ -60,7 +69,7 @@ class RegisterRequest(Strict):
     )
     first_name: Name
     last_name: OptionalName = ""
-    phone_number: Phone
+    phone_number: NewPhone
     address: Address = ""
     pin: Pin
 

@@ -19,6 +19,9 @@ class LedgerSnapshot:
     broken_chains: list[str] = field(default_factory=list)
     """Accounts whose entries do not chain (before of one = after of the previous)."""
     unbalanced_journals: list[str] = field(default_factory=list)
+    misjournaled_transfers: list[str] = field(default_factory=list)
+    """Transfers without exactly one debit journal, and exactly one settlement (SUCCESS) or
+    refund (FAILED) journal, and neither while PENDING: credited twice, or lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ def check(snapshot: LedgerSnapshot) -> InvariantReport:
     ]
     violations += [f"{a}: entries do not chain" for a in snapshot.broken_chains]
     violations += [f"journal {j} does not sum to zero" for j in snapshot.unbalanced_journals]
+    violations += [
+        f"transfer {t}: journals do not match its status (one debit, then one credit or refund)"
+        for t in snapshot.misjournaled_transfers
+    ]
     return InvariantReport(
         violations=violations,
         accounts_checked=len(snapshot.customer_balances),

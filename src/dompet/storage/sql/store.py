@@ -539,6 +539,7 @@ class SqlStore:
                     .scalars()
                     .all()
                 )
+                misjournaled = await self._misjournaled_transfers(conn)
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -546,6 +547,7 @@ class SqlStore:
             broken_entries=[str(e) for e in broken_entries],
             broken_chains=list(broken_chains),
             unbalanced_journals=list(unbalanced),
+            misjournaled_transfers=misjournaled,
         )
 
     # -- idempotency keys --------------------------------------------------------------------
@@ -930,6 +932,29 @@ class SqlStore:
         if row.blocked:
             raise AccountBlocked(account_id)
         raise InsufficientFunds()
+
+    async def _misjournaled_transfers(self, conn: AsyncConnection) -> list[str]:
+        """Transfers whose journals do not match their status (see LedgerSnapshot)."""
+
+        def count(kind: JournalKind) -> Any:
+            return func.sum(case((journals.c.kind == kind, 1), else_=0))
+
+        def expected(status: TransferStatus) -> Any:
+            return case((transfers.c.status == status, 1), else_=0)
+
+        query = (
+            select(transfers.c.id)
+            .select_from(transfers.outerjoin(journals, journals.c.reference == transfers.c.id))
+            .group_by(transfers.c.id, transfers.c.status)
+            .having(
+                or_(
+                    count(JournalKind.TRANSFER_OUT) != 1,
+                    count(JournalKind.TRANSFER_SETTLE) != expected(TransferStatus.SUCCESS),
+                    count(JournalKind.TRANSFER_REFUND) != expected(TransferStatus.FAILED),
+                )
+            )
+        )
+        return [str(r) for r in (await conn.execute(query)).scalars().all()]
 
     # -- whole-database export and import (example data, dump/load) ------------------------
     async def is_empty(self) -> bool:
