@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.servers import ServerUnavailable, require_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 MARK = "@@@ step @@@"
@@ -134,9 +136,10 @@ def server(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, str]]]:
         log.close()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through needs curl")
 def test_readme_walkthrough_works_as_written(server: tuple[int, Path, dict[str, str]]) -> None:
     """A fresh clone, ``make run``, then the README's walk-through, as a newcomer would."""
+    if shutil.which("curl") is None:
+        require_or_skip(ServerUnavailable("the walk-through needs curl (apt-get install curl)"))
     port, clone, env = server
     block = walkthrough_block(README.read_text())
     expected = expectations(block)
