@@ -22,7 +22,11 @@ def migrate() -> None:
     from dompet.storage import migrate as run_migrations
 
     settings = Settings()
-    applied = asyncio.run(run_migrations(settings.database_url))
+    applied = asyncio.run(
+        run_migrations(
+            settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+        )
+    )
     if applied:
         console.print(f"applied migrations: {', '.join(applied)}")
     else:
@@ -95,7 +99,9 @@ def reconcile() -> None:
 async def _reconcile(settings: Settings) -> InvariantReport:
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         return check(await store.snapshot())
     finally:

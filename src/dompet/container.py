@@ -56,7 +56,9 @@ class Container:
     async def build(
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
-        store = store or await open_store(settings.database_url)
+        store = store or await open_store(
+            settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+        )
         pepper = settings.pin_pepper.get_secret_value().encode() if settings.pin_pepper else None
         pins = Argon2PinHasher(
             time_cost=settings.pin_hash_time_cost,
