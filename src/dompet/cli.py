@@ -22,11 +22,15 @@ def migrate() -> None:
     from dompet.storage import migrate as run_migrations
 
     settings = Settings()
-    applied = asyncio.run(
-        run_migrations(
-            settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    try:
+        applied = asyncio.run(
+            run_migrations(
+                settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+            )
         )
-    )
+    except RuntimeError as exc:  # e.g. MongoDB that is not a replica set: say why, no traceback
+        console.print(f"[red]migrate refused[/red]: {exc}")
+        raise typer.Exit(2) from exc
     if applied:
         console.print(f"applied migrations: {', '.join(applied)}")
     else:
