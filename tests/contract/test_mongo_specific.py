@@ -91,7 +91,17 @@ async def test_unique_indexes(mongo_url: str, mongo_db: AsyncDatabase[Doc]) -> N
         other = {**row, "_id": f"c-{field}", field: value}  # only the *other* uniques clash
         with pytest.raises(DuplicateKeyError):
             await mongo_db.customers.insert_one(other)
-    key: Doc = {"scope": "u1", "key": "k1", "fingerprint": "f", "created_at": 1, "expires_at": 2}
+    moment = ms(datetime.now(UTC))
+    key: Doc = {
+        "scope": "u1",
+        "key": "k1",
+        "fingerprint": "f",
+        "journal_id": None,
+        "response_status": None,
+        "response_body": None,
+        "created_at": moment,
+        "expires_at": moment,
+    }  # a valid document (validators apply on a real server): only the unique index refuses
     await mongo_db.idempotency_keys.insert_one(dict(key))
     with pytest.raises(DuplicateKeyError):
         await mongo_db.idempotency_keys.insert_one(dict(key))
