@@ -124,6 +124,7 @@ async def _0001_ledger(db: AsyncDatabase[Document]) -> None:
                 "journal_id": _string(36),
                 "account_id": _string(64),
                 "seq": _nullable(INTEGER),
+                "n": _nullable(INTEGER),
                 "amount": INTEGER,
                 "balance_before": _nullable(INTEGER),
                 "balance_after": _nullable(INTEGER),

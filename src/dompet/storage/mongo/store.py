@@ -260,16 +260,7 @@ class MongoStore:
     async def get_customer(self, no_rekening: str) -> Customer | None:
         async with self._read():
             doc = await self._db.customers.find_one({"no_rekening": no_rekening})
-        if doc is None:
-            return None
-        return Customer(
-            id=doc["_id"],
-            nama=doc["nama"],
-            nik=doc["nik"],
-            no_hp=doc["no_hp"],
-            no_rekening=doc["no_rekening"],
-            created_at=from_ms(doc["created_at"]),
-        )
+        return _customer(doc) if doc else None
 
     # -- the ledger --------------------------------------------------------------------------
     async def post_journal(
@@ -703,6 +694,7 @@ class MongoStore:
             session=s,
         )
         common = {
+            "n": None,  # the sequence a posting was imported with; none for postings made here
             "journal_id": journal.id,
             "kind": journal.kind.value,
             "reference": journal.reference,
@@ -821,6 +813,21 @@ def _entry(doc: Document, transfer_statuses: dict[str, str]) -> Entry:
         created_at=from_ms(doc["created_at"]),
         status=status,
     )
+
+
+def _customer(doc: Document) -> Customer:
+    return Customer(
+        id=doc["_id"],
+        nama=doc["nama"],
+        nik=doc["nik"],
+        no_hp=doc["no_hp"],
+        no_rekening=doc["no_rekening"],
+        created_at=from_ms(doc["created_at"]),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _user(doc: Document) -> User:
