@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, model_validator
@@ -82,3 +82,21 @@ class Settings(BaseSettings):
     @property
     def refresh_token_ttl(self) -> timedelta:
         return timedelta(seconds=self.refresh_token_ttl_seconds)
+
+    # -- reliability and security (issue 6) ------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_field_names(cls, data: Any) -> Any:
+        """``Settings(env="test", worker_enabled=False)`` means what it says.
+
+        Fields read from a differently named variable (``DOMPET_ENV``, ``DOMPET_WORKER``) would
+        otherwise silently ignore their own field name given in code.
+        """
+        if not isinstance(data, dict):
+            return data
+        renamed = dict(data)
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias
+            if isinstance(alias, str) and alias != name and name in renamed:
+                renamed[alias] = renamed.pop(name)
+        return renamed

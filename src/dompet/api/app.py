@@ -13,6 +13,7 @@ from dompet import __version__
 from dompet.api import savings, wallet
 from dompet.api.errors import install_error_handlers
 from dompet.api.idempotency import Idempotency
+from dompet.api.limits import BodySizeLimit
 from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
@@ -33,10 +34,11 @@ Money is a whole number of Rupiah (a JSON integer). Money-moving POSTs accept an
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app; the store and workers are created when it starts (lifespan)."""
+    settings = settings or (container.settings if container is not None else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        built = container or await Container.build(settings or Settings())
+        built = container or await Container.build(settings)
         app.state.container = built
         app.state.wallet_presenter = WalletPresenter(built.settings.tz)
         app.state.savings_presenter = SavingsPresenter(built.settings.tz)
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         ],
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)

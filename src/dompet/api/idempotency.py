@@ -25,6 +25,13 @@ from dompet.storage.port import LedgerStore
 HEADER = "Idempotency-Key"
 
 
+def request_fingerprint(method: str, path: str, body: BaseModel) -> str:
+    """What "the same request" means: the route and the validated body, canonically encoded
+    (so key order, whitespace and defaulted fields do not matter)."""
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return fingerprint(f"{method} {path}", canonical)
+
+
 class Idempotency:
     def __init__(
         self, store: LedgerStore, clock: Clock, ttl: timedelta, in_flight: timedelta
@@ -48,11 +55,10 @@ class Idempotency:
             return await operation(None)
         if not 1 <= len(raw) <= 255 or not raw.isprintable():
             raise BadRequest(f"{HEADER} must be 1 to 255 printable characters")
-        canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
         key = IdempotencyKey(
             scope=scope,
             key=raw,
-            fingerprint=fingerprint(f"{request.method} {request.url.path}", canonical),
+            fingerprint=request_fingerprint(request.method, request.url.path, body),
         )
         outcome = await self._store.claim_idempotency(key, self._now(), self._ttl, self._in_flight)
         if isinstance(outcome, ReplayJournal):

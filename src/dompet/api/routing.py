@@ -31,7 +31,11 @@ def shape_of(request: Request) -> ErrorShape:
     shape = getattr(route, "error_shape", None)
     if isinstance(shape, ErrorShape):
         return shape
-    path = request.url.path
+    return shape_of_path(request.url.path)
+
+
+def shape_of_path(path: str) -> ErrorShape:
+    """The error shape of a path, for answers given before routing (e.g. request limits)."""
     if any(path == p or path.startswith(p) for p in SAVINGS_PATHS):
         return ErrorShape.SAVINGS
     return ErrorShape.WALLET

@@ -14,12 +14,11 @@ from pydantic import (
     Field,
     PlainValidator,
     StrictInt,
-    StrictStr,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
-from dompet.api.schemas import Strict
+from dompet.api.schemas import Strict, Text
 from dompet.domain.money import MAX_AMOUNT
 
 
@@ -61,10 +60,10 @@ class DaftarRequest(Strict):
         }
     )
     nama: Annotated[
-        StrictStr, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
+        Text, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
     ]
     nik: Annotated[
-        StrictStr,
+        Text,
         Field(
             description="Nomor Induk Kependudukan: exactly 16 digits",
             json_schema_extra={"pattern": "^[0-9]{16}$"},
@@ -72,7 +71,7 @@ class DaftarRequest(Strict):
         ),
     ]
     no_hp: Annotated[
-        StrictStr,
+        Text,
         Field(
             description="Indonesian mobile number: 08..., 628... or +628... (stored as 08...)",
             json_schema_extra={"pattern": r"^(\+62|62|0)8[0-9]{8,11}$"},

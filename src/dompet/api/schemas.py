@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -15,14 +16,28 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def no_control_characters(value: str) -> str:
+    """Refuse control characters (NUL, ESC, DEL ...) and lone surrogates in any text field.
+
+    They have no place in names, remarks or PINs, PostgreSQL cannot store NUL, and a lone
+    surrogate cannot be encoded as UTF-8: let them in and the database answers with a 500.
+    """
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(no_control_characters)]
+"""Every string field of both APIs is a ``Text``: strict, and free of control characters."""
+
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, examples=[500000])]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
-OptionalName = Annotated[StrictStr, Field(max_length=100)]
-Address = Annotated[StrictStr, Field(max_length=500)]
-Remarks = Annotated[StrictStr, Field(max_length=500)]
-Phone = Annotated[StrictStr, Field(min_length=1, max_length=20), AfterValidator(_not_blank)]
-Pin = Annotated[StrictStr, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
-Token = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+Name = Annotated[Text, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+OptionalName = Annotated[Text, Field(max_length=100)]
+Address = Annotated[Text, Field(max_length=500)]
+Remarks = Annotated[Text, Field(max_length=500)]
+Phone = Annotated[Text, Field(min_length=1, max_length=20), AfterValidator(_not_blank)]
+Pin = Annotated[Text, Field(pattern=r"^[0-9]{6}$", examples=["123456"])]
+Token = Annotated[Text, Field(min_length=1, max_length=4096)]
 
 
 class Strict(BaseModel):
@@ -55,7 +70,7 @@ class LoginRequest(Strict):
         json_schema_extra={"examples": [{"phone_number": "0811255501", "pin": "123456"}]}
     )
     phone_number: Phone
-    pin: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    pin: Annotated[Text, Field(min_length=1, max_length=64)]
 
 
 class RefreshRequest(Strict):
@@ -87,7 +102,7 @@ class TransferRequest(Strict):
             ]
         }
     )
-    target_user: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    target_user: Annotated[Text, Field(min_length=1, max_length=64)]
     amount: Amount
     remarks: Remarks = ""
 

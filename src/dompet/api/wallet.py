@@ -18,6 +18,9 @@ from dompet.services.wallet import NewUserRequest
 
 router = APIRouter(route_class=WalletRoute, tags=["E-wallet"])
 
+MAX_CURSOR = 2**63 - 1
+"""Entry sequences are 64-bit integers: a larger cursor is invalid input, not a database error."""
+
 _FAILURES: dict[int | str, dict[str, Any]] = {
     400: {"model": s.Failure, "description": "Invalid input or business rule"},
     401: {"model": s.Failure, "description": "Unauthenticated"},
@@ -164,7 +167,7 @@ async def transactions(
     user_id: UserId,
     c: ContainerDep,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_CURSOR)] = None,
 ) -> Response:
     presenter = _presenter(request)
     entries = await c.wallet.history(user_id, limit=limit, before=cursor)

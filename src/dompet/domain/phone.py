@@ -6,7 +6,7 @@ import re
 
 from dompet.domain.errors import InvalidInput
 
-_PHONE = re.compile(r"^(\+62|62|0)(8\d{8,11})$")
+_PHONE = re.compile(r"^(\+62|62|0)(8[0-9]{8,11})$")
 
 
 def normalize_phone(raw: str, field: str = "phone_number") -> str:

@@ -60,13 +60,20 @@ class JwtTokens:
                 self._secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"require": _REQUIRED, "verify_iat": False},
-                leeway=0,
+                # Times are checked below against ``now`` (the service's clock), not here.
+                options={
+                    "require": _REQUIRED,
+                    "verify_iat": False,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError:
             raise Unauthenticated() from None
-        exp = claims.get("exp")
-        if claims.get("typ") != typ or not isinstance(exp, int) or exp <= now.timestamp():
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if claims.get("typ") != typ or not isinstance(exp, int) or not isinstance(nbf, int):
+            raise Unauthenticated()
+        if not nbf <= now.timestamp() < exp:
             raise Unauthenticated()
         if not isinstance(claims.get("sub"), str) or not is_uuid(str(claims["sub"])):
             raise Unauthenticated()

@@ -47,7 +47,11 @@ class LedgerStore(Protocol):
     async def record_login_failure(
         self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
     ) -> datetime | None:
-        """Count a failed login atomically; return the lock's end once max_failures is hit."""
+        """Count a failed login atomically; return the lock's end once max_failures is hit.
+
+        While a lock is active (locked_until > now) nothing is counted and None is returned:
+        concurrent failures never extend a lock nor count towards the next one.
+        """
 
     async def clear_login_failures(self, phone_number: str) -> None: ...
 

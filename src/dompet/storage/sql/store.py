@@ -160,19 +160,31 @@ class SqlStore:
     async def record_login_failure(
         self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
     ) -> datetime | None:
+        # While a lock is active nothing is counted: failures racing with the one that set the
+        # lock neither extend it nor count towards the next one.
+        locked = and_(
+            login_throttle.c.locked_until.is_not(None), login_throttle.c.locked_until > now
+        )
         async with self._write() as conn:
             upsert = self._insert(login_throttle).values(
                 phone_number=phone_number, failures=1, locked_until=None
             )
-            failures: int = (
+            row = (
                 await conn.execute(
                     upsert.on_conflict_do_update(
                         index_elements=[login_throttle.c.phone_number],
-                        set_={"failures": login_throttle.c.failures + 1},
-                    ).returning(login_throttle.c.failures)
+                        set_={
+                            "failures": case(
+                                (locked, login_throttle.c.failures),
+                                else_=login_throttle.c.failures + 1,
+                            )
+                        },
+                    ).returning(login_throttle.c.failures, login_throttle.c.locked_until)
                 )
-            ).scalar_one()
-            if failures < max_failures:
+            ).one()
+            if row.locked_until is not None and row.locked_until > now:
+                return None
+            if row.failures < max_failures:
                 return None
             locked_until = now + lock_for
             await conn.execute(
