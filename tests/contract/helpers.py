@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import Entry, payment_journal, topup_journal
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
-from dompet.services.ports import utc_now
 from dompet.storage.port import LedgerStore
 
 _phone = iter(range(10**9))
 
 
 def now() -> datetime:
-    return utc_now()
+    return datetime.now(UTC)
 
 
 def next_phone() -> str:

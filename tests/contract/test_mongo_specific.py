@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from dompet.cli import app
 from dompet.storage import engine_of, migrate, open_store
-from dompet.storage.mongo.client import MongoNotReplicaSet, from_ms, ms
+from dompet.storage.mongo.client import MongoNotReplicaSet, stamp, unstamp
 from dompet.storage.mongo.migrations import MIGRATIONS, MIGRATIONS_COLLECTION, upgrade_db
 from tests.support.fixtures import MongoServer
 
@@ -39,12 +39,15 @@ def test_engine_of_mongodb_schemes() -> None:
     assert engine_of("mongodb+srv://user:pw@cluster0.example.net/dompet") == "mongodb"
 
 
-def test_timestamps_are_exact_milliseconds() -> None:
+def test_timestamps_are_exact_microseconds() -> None:
     moment = datetime(2021, 4, 1, 15, 21, 21, 123456, tzinfo=UTC)
-    assert ms(moment) == 1617290481123
-    assert from_ms(ms(moment)) == moment.replace(microsecond=123000)
+    assert stamp(moment) == 1617290481123456
+    assert unstamp(stamp(moment)) == moment
+    assert unstamp(stamp(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))) == datetime(
+        1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC
+    )
     with pytest.raises(ValueError, match="naive"):
-        ms(datetime(2021, 4, 1))
+        stamp(datetime(2021, 4, 1))
 
 
 async def test_migrations_are_versioned_and_idempotent(
@@ -84,14 +87,14 @@ async def test_unique_indexes(mongo_url: str, mongo_db: AsyncDatabase[Doc]) -> N
         "nik": "3171234567890001",
         "no_hp": "081234567890",
         "no_rekening": "1234567890",
-        "created_at": ms(datetime.now(UTC)),
+        "created_at": stamp(datetime.now(UTC)),
     }
     await mongo_db.customers.insert_one({"_id": "c1", **row})
     for field, value in (("nik", "3171234567890002"), ("no_hp", "081234567891")):
         other = {**row, "_id": f"c-{field}", field: value}  # only the *other* uniques clash
         with pytest.raises(DuplicateKeyError):
             await mongo_db.customers.insert_one(other)
-    moment = ms(datetime.now(UTC))
+    moment = stamp(datetime.now(UTC))
     key: Doc = {
         "scope": "u1",
         "key": "k1",

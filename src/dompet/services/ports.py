@@ -12,10 +12,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    """Now, truncated to whole milliseconds: what every engine stores exactly (MongoDB's
-    dates have millisecond precision), so a value read back equals the value written."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+    return datetime.now(UTC)
 
 
 class PinHasher(Protocol):

@@ -20,23 +20,24 @@ Document = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def ms(moment: datetime) -> int:
-    """A timestamp as stored: whole milliseconds since the Unix epoch, UTC (an int64).
+def stamp(moment: datetime) -> int:
+    """A timestamp as stored: whole microseconds since the Unix epoch, UTC (an int64).
 
-    Integers compare, sort and ``$set`` identically on every server (nx-27017's ``$set``
-    turns BSON dates into strings), and millisecond precision is MongoDB's own.
+    Integers are exact (a BSON date keeps milliseconds only, so a value read back would
+    differ from the one written), and they compare, sort and ``$set`` identically on every
+    server (nx-27017's ``$set`` turns BSON dates into strings).
     """
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to the store")
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @overload
-def from_ms(value: int) -> datetime: ...
+def unstamp(value: int) -> datetime: ...
 @overload
-def from_ms(value: None) -> None: ...
-def from_ms(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(milliseconds=int(value))
+def unstamp(value: None) -> None: ...
+def unstamp(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=int(value))
 
 
 class MongoNotReplicaSet(RuntimeError):

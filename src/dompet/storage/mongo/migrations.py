@@ -17,14 +17,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid
 
 from dompet.domain.ledger import SystemAccount
-from dompet.storage.mongo.client import Document, connect, ms
+from dompet.storage.mongo.client import Document, connect, stamp
 
 MIGRATIONS_COLLECTION = "schema_migrations"
 
 # -- $jsonSchema building blocks ----------------------------------------------------------------
 STRING: Document = {"bsonType": "string"}
 INTEGER: Document = {"bsonType": ["int", "long"]}
-DATE: Document = {"bsonType": "long", "description": "milliseconds since the Unix epoch, UTC"}
+DATE: Document = {"bsonType": "long", "description": "microseconds since the Unix epoch, UTC"}
 BOOL: Document = {"bsonType": "bool"}
 
 
@@ -234,7 +234,7 @@ async def _0001_ledger(db: AsyncDatabase[Document]) -> None:
                     "balance": 0,
                     "seq": 0,
                     "blocked": False,
-                    "created_at": ms(now),
+                    "created_at": stamp(now),
                 }
             },
             upsert=True,

@@ -58,7 +58,7 @@ from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-from dompet.storage.mongo.client import Document, MongoConnection, connect, from_ms, ms
+from dompet.storage.mongo.client import Document, MongoConnection, connect, stamp, unstamp
 
 IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
 KEY_REUSED = "This Idempotency-Key was already used with a different request."
@@ -144,8 +144,8 @@ class MongoStore:
                     "phone_number": user.phone_number,
                     "address": user.address,
                     "pin_hash": pin_hash,
-                    "created_at": ms(user.created_at),
-                    "updated_at": ms(user.updated_at),
+                    "created_at": stamp(user.created_at),
+                    "updated_at": stamp(user.updated_at),
                 },
                 session=s,
             )
@@ -174,7 +174,7 @@ class MongoStore:
         async with self._write():
             doc = await self._db.users.find_one_and_update(
                 {"_id": user_id},
-                {"$set": {**changes.as_dict(), "updated_at": ms(now)}},
+                {"$set": {**changes.as_dict(), "updated_at": stamp(now)}},
                 return_document=ReturnDocument.AFTER,
             )
         return _user(doc) if doc else None
@@ -183,25 +183,35 @@ class MongoStore:
     async def login_locked_until(self, phone_number: str) -> datetime | None:
         async with self._read():
             doc = await self._db.login_throttle.find_one({"_id": phone_number})
-        return from_ms(doc.get("locked_until")) if doc else None
+        return unstamp(doc.get("locked_until")) if doc else None
 
     async def record_login_failure(
         self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
     ) -> datetime | None:
+        """While a lock is active nothing is counted (a conditional $inc that does not match)."""
+        unlocked: Document = {
+            "_id": phone_number,
+            "$or": [{"locked_until": NULL}, {"locked_until": {"$lte": stamp(now)}}],
+        }
+
         async def work(s: Session) -> datetime | None:
             doc = await self._db.login_throttle.find_one_and_update(
-                {"_id": phone_number},
-                {"$inc": {"failures": 1}, "$setOnInsert": {"locked_until": None}},
-                upsert=True,
+                unlocked,
+                {"$inc": {"failures": 1}},
                 return_document=ReturnDocument.AFTER,
                 session=s,
             )
-            if doc is None or doc["failures"] < max_failures:
+            if doc is None:
+                if await self._db.login_throttle.find_one({"_id": phone_number}, session=s):
+                    return None  # locked: failures racing with the lock count for nothing
+                doc = {"_id": phone_number, "failures": 1, "locked_until": None}
+                await self._db.login_throttle.insert_one(doc, session=s)
+            if doc["failures"] < max_failures:
                 return None
             locked_until = now + lock_for
             await self._db.login_throttle.update_one(
                 {"_id": phone_number},
-                {"$set": {"failures": 0, "locked_until": ms(locked_until)}},
+                {"$set": {"failures": 0, "locked_until": stamp(locked_until)}},
                 session=s,
             )
             return locked_until
@@ -216,7 +226,7 @@ class MongoStore:
         try:
             async with self._write():
                 await self._db.used_refresh_tokens.insert_one(
-                    {"_id": jti, "user_id": user_id, "expires_at": ms(expires_at)}
+                    {"_id": jti, "user_id": user_id, "expires_at": stamp(expires_at)}
                 )
         except DuplicateKeyError:
             return False
@@ -232,7 +242,7 @@ class MongoStore:
                     "nik": customer.nik,
                     "no_hp": customer.no_hp,
                     "no_rekening": customer.no_rekening,
-                    "created_at": ms(customer.created_at),
+                    "created_at": stamp(customer.created_at),
                 },
                 session=s,
             )
@@ -287,11 +297,11 @@ class MongoStore:
                     "amount": transfer.amount,
                     "remarks": transfer.remarks,
                     "status": TransferStatus.PENDING.value,
-                    "created_at": ms(transfer.created_at),
+                    "created_at": stamp(transfer.created_at),
                     "settled_at": None,
                     "attempts": 0,
                     "last_error": "",
-                    "next_attempt_at": ms(transfer.created_at),
+                    "next_attempt_at": stamp(transfer.created_at),
                     "claimed_by": None,
                     "claimed_until": None,
                 },
@@ -313,7 +323,7 @@ class MongoStore:
                 {
                     "$set": {
                         "status": status.value,
-                        "settled_at": ms(now),
+                        "settled_at": stamp(now),
                         "claimed_by": None,
                         "claimed_until": None,
                     }
@@ -339,8 +349,8 @@ class MongoStore:
         already settled) no longer matches, so no transfer is ever leased to two workers."""
         due: Document = {
             "status": TransferStatus.PENDING.value,
-            "next_attempt_at": {"$lte": ms(now)},
-            "$or": [{"claimed_until": NULL}, {"claimed_until": {"$lt": ms(now)}}],
+            "next_attempt_at": {"$lte": stamp(now)},
+            "$or": [{"claimed_until": NULL}, {"claimed_until": {"$lt": stamp(now)}}],
         }
         claimed: list[Transfer] = []
         async with self._write():
@@ -353,7 +363,7 @@ class MongoStore:
             for transfer_id in candidates:
                 doc = await self._db.transfers.find_one_and_update(
                     {"_id": transfer_id, **due},
-                    {"$set": {"claimed_by": worker_id, "claimed_until": ms(now + lease)}},
+                    {"$set": {"claimed_by": worker_id, "claimed_until": stamp(now + lease)}},
                     return_document=ReturnDocument.AFTER,
                 )
                 if doc is not None:
@@ -370,7 +380,7 @@ class MongoStore:
                     "$inc": {"attempts": 1},
                     "$set": {
                         "last_error": error[:2000],
-                        "next_attempt_at": ms(next_attempt_at),
+                        "next_attempt_at": stamp(next_attempt_at),
                         "claimed_by": None,
                         "claimed_until": None,
                     },
@@ -383,7 +393,13 @@ class MongoStore:
         async with self._write():
             result = await self._db.transfers.update_one(
                 {"_id": transfer_id, "status": TransferStatus.PENDING.value},
-                {"$set": {"next_attempt_at": ms(now), "claimed_by": None, "claimed_until": None}},
+                {
+                    "$set": {
+                        "next_attempt_at": stamp(now),
+                        "claimed_by": None,
+                        "claimed_until": None,
+                    }
+                },
             )
         return result.matched_count == 1
 
@@ -502,7 +518,7 @@ class MongoStore:
 
         async def work(s: Session) -> ClaimOutcome:
             doc = await self._db.idempotency_keys.find_one(where, session=s)
-            if doc is not None and doc["expires_at"] <= ms(now):
+            if doc is not None and doc["expires_at"] <= stamp(now):
                 await self._db.idempotency_keys.delete_one({"_id": doc["_id"]}, session=s)
                 doc = None
             if doc is None:
@@ -513,8 +529,8 @@ class MongoStore:
                         "journal_id": None,
                         "response_status": None,
                         "response_body": None,
-                        "created_at": ms(now),
-                        "expires_at": ms(now + ttl),
+                        "created_at": stamp(now),
+                        "expires_at": stamp(now + ttl),
                     },
                     session=s,
                 )
@@ -527,11 +543,11 @@ class MongoStore:
                 return ReplayResponse(
                     status=int(doc["response_status"]), body=bytes(doc["response_body"] or b"")
                 )
-            if doc["created_at"] > ms(now - stale_after):
+            if doc["created_at"] > stamp(now - stale_after):
                 raise IdempotencyConflict(IN_FLIGHT)
             # The first request died without moving money: the key is free again.
             await self._db.idempotency_keys.update_one(
-                {"_id": doc["_id"]}, {"$set": {"created_at": ms(now)}}, session=s
+                {"_id": doc["_id"]}, {"$set": {"created_at": stamp(now)}}, session=s
             )
             return Claimed()
 
@@ -570,21 +586,21 @@ class MongoStore:
                 {"created_at": 1},
                 sort=[("created_at", ASCENDING)],
             )
-        return from_ms(doc["created_at"]) if doc else None
+        return unstamp(doc["created_at"]) if doc else None
 
     async def settled_since(self, since: datetime, limit: int = 10000) -> list[SettledSample]:
         async with self._read():
             docs = [
                 doc
                 async for doc in self._db.transfers.find(
-                    {"settled_at": {"$gte": ms(since)}},
+                    {"settled_at": {"$gte": stamp(since)}},
                     {"status": 1, "created_at": 1, "settled_at": 1},
                 )
                 .sort("settled_at", DESCENDING)
                 .limit(limit)
             ]
         return [
-            SettledSample(d["_id"], d["status"], from_ms(d["created_at"]), from_ms(d["settled_at"]))
+            SettledSample(d["_id"], d["status"], unstamp(d["created_at"]), unstamp(d["settled_at"]))
             for d in docs
         ]
 
@@ -612,8 +628,8 @@ class MongoStore:
                 {
                     "$set": {
                         "kind": heartbeat.kind,
-                        "started_at": ms(heartbeat.started_at),
-                        "last_seen_at": ms(heartbeat.last_seen_at),
+                        "started_at": stamp(heartbeat.started_at),
+                        "last_seen_at": stamp(heartbeat.last_seen_at),
                         "settled": heartbeat.settled,
                         "failed": heartbeat.failed,
                         "info": dict(heartbeat.info),
@@ -632,8 +648,8 @@ class MongoStore:
             WorkerHeartbeat(
                 worker_id=d["_id"],
                 kind=d["kind"],
-                started_at=from_ms(d["started_at"]),
-                last_seen_at=from_ms(d["last_seen_at"]),
+                started_at=unstamp(d["started_at"]),
+                last_seen_at=unstamp(d["last_seen_at"]),
                 settled=int(d["settled"]),
                 failed=int(d["failed"]),
                 info={str(k): str(v) for k, v in (d.get("info") or {}).items()},
@@ -660,7 +676,7 @@ class MongoStore:
                 "balance": 0,
                 "seq": 0,
                 "blocked": False,
-                "created_at": ms(now),
+                "created_at": stamp(now),
             },
             session=s,
         )
@@ -689,7 +705,7 @@ class MongoStore:
                 "kind": journal.kind.value,
                 "reference": journal.reference,
                 "remarks": journal.remarks,
-                "created_at": ms(journal.created_at),
+                "created_at": stamp(journal.created_at),
             },
             session=s,
         )
@@ -699,7 +715,7 @@ class MongoStore:
             "kind": journal.kind.value,
             "reference": journal.reference,
             "remarks": journal.remarks,
-            "created_at": ms(journal.created_at),
+            "created_at": stamp(journal.created_at),
         }
         entries: list[Entry] = []
         postings: list[Document] = []
@@ -810,7 +826,7 @@ def _entry(doc: Document, transfer_statuses: dict[str, str]) -> Entry:
         balance_before=int(doc["balance_before"]),
         balance_after=int(doc["balance_after"]),
         remarks=doc["remarks"],
-        created_at=from_ms(doc["created_at"]),
+        created_at=unstamp(doc["created_at"]),
         status=status,
     )
 
@@ -822,7 +838,7 @@ def _customer(doc: Document) -> Customer:
         nik=doc["nik"],
         no_hp=doc["no_hp"],
         no_rekening=doc["no_rekening"],
-        created_at=from_ms(doc["created_at"]),
+        created_at=unstamp(doc["created_at"]),
     )
 
 
@@ -837,8 +853,8 @@ def _user(doc: Document) -> User:
         last_name=doc["last_name"],
         phone_number=doc["phone_number"],
         address=doc["address"],
-        created_at=from_ms(doc["created_at"]),
-        updated_at=from_ms(doc["updated_at"]),
+        created_at=unstamp(doc["created_at"]),
+        updated_at=unstamp(doc["updated_at"]),
     )
 
 
@@ -850,9 +866,9 @@ def _transfer(doc: Document) -> Transfer:
         amount=int(doc["amount"]),
         remarks=doc["remarks"],
         status=TransferStatus(doc["status"]),
-        created_at=from_ms(doc["created_at"]),
+        created_at=unstamp(doc["created_at"]),
         attempts=int(doc["attempts"]),
         last_error=doc["last_error"],
-        next_attempt_at=from_ms(doc["next_attempt_at"]),
-        settled_at=from_ms(doc.get("settled_at")),
+        next_attempt_at=unstamp(doc["next_attempt_at"]),
+        settled_at=unstamp(doc.get("settled_at")),
     )
