@@ -17,10 +17,10 @@ BIN := .venv/bin
 LINT_DIRS := $(wildcard src tests bench)
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test lint fmt bench clean distclean
+.PHONY: help bootstrap run test lint fmt bench clean distclean example-data
 
 help:
-	@echo "targets: run test lint fmt bench clean distclean bootstrap"
+	@echo "targets: run test lint fmt bench clean distclean bootstrap example-data"
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,11 @@ bootstrap:
 run: bootstrap
 	$(BIN)/dompet migrate
 	$(BIN)/dompet serve
+
+# Load example_data/ into DATABASE_URL (migrated first); FORCE=1 adds to a non-empty database.
+example-data: bootstrap
+	$(BIN)/dompet migrate
+	$(BIN)/dompet example-data load example_data $(if $(FORCE),--force,)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,16 +1,21 @@
-"""The ``dompet`` command line: serve, worker, migrate, reconcile."""
+"""The ``dompet`` command line: serve, worker, migrate, reconcile, example-data."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dompet.config import Settings
 from dompet.domain.invariants import InvariantReport, check
+
+if TYPE_CHECKING:
+    from dompet.dataio.folder import Manifest
 
 app = typer.Typer(help="Dompet: e-wallet and savings ledger service.", no_args_is_help=True)
 console = Console()
@@ -46,7 +51,10 @@ def serve(
     """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0)."""
     import uvicorn
 
+    from dompet.observability.logging import configure_logging
+
     settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(
         "dompet.api.app:create_app",
         factory=True,
@@ -55,13 +63,18 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None,
     )
 
 
 @app.command()
 def worker() -> None:
     """Run a settlement worker process (any number may run against one database)."""
-    asyncio.run(_run_worker(Settings()))
+    from dompet.observability.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -110,6 +123,97 @@ async def _reconcile(settings: Settings) -> InvariantReport:
         return check(await store.snapshot())
     finally:
         await store.close()
+
+
+# -- example data ----------------------------------------------------------------------------
+example_data = typer.Typer(
+    help="Load, dump or build example data (a portable folder; see docs/example-data.md).",
+    no_args_is_help=True,
+)
+app.add_typer(example_data, name="example-data")
+
+FolderArg = Annotated[Path, typer.Argument(help="The example-data folder")]
+
+
+@example_data.command("load")
+def example_data_load(
+    folder: FolderArg = Path("example_data"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Add to a database that already holds data")
+    ] = False,
+) -> None:
+    """Load an example-data folder into DATABASE_URL (migrate first), ids preserved."""
+    from dompet.dataio.folder import BadDataFolder, DatabaseNotEmpty
+
+    try:
+        report = asyncio.run(_load(Settings(), folder, force))
+    except (DatabaseNotEmpty, BadDataFolder, ValueError) as exc:
+        console.print(f"[red]not loaded[/red]: {exc}")
+        raise typer.Exit(1) from None
+    if not report.ok:
+        for violation in report.violations:
+            console.print(f"[red]VIOLATION[/red] {violation}")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]loaded[/green] {folder}: {report.accounts_checked} customer accounts, "
+        f"total {report.total_customer_balance}; ledger OK"
+    )
+
+
+async def _load(settings: Settings, folder: Path, force: bool) -> InvariantReport:
+    from dompet.dataio.folder import DatabaseNotEmpty, load, read_manifest
+    from dompet.storage import open_store
+
+    total = read_manifest(folder).total
+    store = await open_store(settings.database_url)
+    try:
+        if not force and not await store.is_empty():
+            raise DatabaseNotEmpty("the database is not empty (use --force to add to it)")
+        with _progress() as bar:
+            task = bar.add_task("loading", total=total)
+            return await load(store, folder, force=force, progress=lambda n: bar.advance(task, n))
+    finally:
+        await store.close()
+
+
+@example_data.command("dump")
+def example_data_dump(folder: FolderArg) -> None:
+    """Write the database at DATABASE_URL into an example-data folder."""
+    manifest = asyncio.run(_dump(Settings(), folder))
+    console.print(f"wrote {manifest.total} records to {folder}")
+
+
+async def _dump(settings: Settings, folder: Path) -> Manifest:
+    from dompet.dataio.folder import dump
+    from dompet.storage import open_store
+
+    store = await open_store(settings.database_url)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("dumping", total=None)
+            return await dump(store, folder, progress=lambda n: bar.advance(task, n))
+    finally:
+        await store.close()
+
+
+@example_data.command("build")
+def example_data_build(folder: FolderArg = Path("example_data")) -> None:
+    """Generate the example data (the seed's story and more) by driving the real services."""
+    from dompet.dataio.build import build
+
+    manifest = asyncio.run(build(folder))
+    console.print(f"wrote {manifest.total} records to {folder}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from dompet.config import Settings
 from dompet.domain.transfers import RetryPolicy
 from dompet.security.pins import Argon2PinHasher
 from dompet.security.tokens import JwtTokens
-from dompet.services.ports import Clock, TransferDispatcher, utc_now
+from dompet.services.ports import Clock, MoneyObservers, TransferDispatcher, utc_now
 from dompet.services.savings import SavingsService
 from dompet.services.settlement import SettlementService
 from dompet.services.wallet import LoginPolicy, WalletService
@@ -50,6 +50,8 @@ class Container:
     settlement: SettlementService
     dispatcher: TransferDispatcher
     worker: SettlementWorker | None = None
+    money: MoneyObservers = field(default_factory=MoneyObservers)
+    """Subscribe here to hear of every money movement (the /metrics counters do)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -72,6 +74,7 @@ class Container:
             settings.refresh_token_ttl,
         )
         wake = WakeDispatcher()
+        money = MoneyObservers()
         settlement = SettlementService(store, clock, retry_policy(settings))
         wallet = WalletService(
             store,
@@ -80,6 +83,7 @@ class Container:
             wake,
             clock,
             LoginPolicy(settings.login_max_failures, settings.login_lock_seconds),
+            money,
         )
         worker = None
         if settings.worker_enabled:
@@ -91,10 +95,11 @@ class Container:
             store=store,
             clock=clock,
             wallet=wallet,
-            savings=SavingsService(store, clock),
+            savings=SavingsService(store, clock, money),
             settlement=settlement,
             dispatcher=wake,
             worker=worker,
+            money=money,
         )
 
     def start(self) -> None:

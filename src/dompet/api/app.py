@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -18,6 +19,8 @@ from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
+from dompet.observability.logging import RequestIdMiddleware, configure_logging
+from dompet.observability.metrics import Metrics, MetricsMiddleware
 
 DESCRIPTION = """
 Dompet serves two APIs over one double-entry ledger:
@@ -48,6 +51,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             timedelta(seconds=built.settings.idempotency_ttl_seconds),
             timedelta(seconds=built.settings.idempotency_in_flight_seconds),
         )
+        configure_logging(built.settings.log_level, built.settings.log_json)
+        built.money.subscribe(metrics.money_moved)
         built.start()
         try:
             yield
@@ -68,11 +73,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                     'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
                 ),
             },
-            {"name": "Operations", "description": "Health"},
+            {"name": "Operations", "description": "Health and metrics"},
         ],
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
@@ -85,6 +94,23 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         except Exception:
             return json_response({"status": "unavailable", "database": "down"}, 503)
         return json_response({"status": "ok", "database": built.store.engine_name})
+
+    @app.get(
+        "/metrics",
+        tags=["Operations"],
+        summary="Prometheus metrics (dompet_ prefix)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def prometheus_metrics() -> Response:
+        built: Container = app.state.container
+        try:
+            await metrics.refresh(built.store, built.clock)
+        except Exception:
+            metrics.scrape_errors.inc()
+            logging.getLogger(__name__).exception("could not read metrics from the database")
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     return app
 

@@ -92,14 +92,19 @@ class MoneyRequest(Strict):
 
 # -- responses (documentation; the routes render JSON directly) ------------------------------
 class Remark(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"remark": "saldo tidak cukup (balance is not enough)"}]}
+    )
     remark: str
 
 
 class DaftarResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"no_rekening": "5410990314"}]})
     no_rekening: str
 
 
 class SaldoResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"saldo": 150000}]})
     saldo: int
 
 
@@ -110,4 +115,24 @@ class MutasiItem(BaseModel):
 
 
 class MutasiResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mutasi": [
+                        {
+                            "waktu": "2021-04-01T22:23:20+07:00",
+                            "kode_transaksi": "C",
+                            "nominal": 250000,
+                        },
+                        {
+                            "waktu": "2021-04-01T22:30:02+07:00",
+                            "kode_transaksi": "D",
+                            "nominal": 100000,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
     mutasi: list[MutasiItem]

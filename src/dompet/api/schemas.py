@@ -74,6 +74,11 @@ class LoginRequest(Strict):
 
 
 class RefreshRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."}]
+        }
+    )
     refresh_token: Token
 
 
@@ -126,10 +131,27 @@ class ProfileRequest(Strict):
 
 # -- responses (documentation; the routes render JSON directly) ------------------------------
 class Failure(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"message": "Balance is not enough"}]}
+    )
     message: str
 
 
 class UserResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "bc1c823e-b0fb-4b20-88c0-dff25e283252",
+                    "first_name": "Guntur",
+                    "last_name": "Saputro",
+                    "phone_number": "0811255501",
+                    "address": "Jl. Kebon Sirih No. 1",
+                    "created_date": "2021-04-01 22:20:11",
+                }
+            ]
+        }
+    )
     user_id: str
     first_name: str
     last_name: str
@@ -139,11 +161,34 @@ class UserResult(BaseModel):
 
 
 class TokensResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOi...",
+                    "refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOi...",
+                }
+            ]
+        }
+    )
     access_token: str
     refresh_token: str
 
 
 class TopUpResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "top_up_id": "201ddde1-f797-484b-b1a0-07d1190e790a",
+                    "amount_top_up": 500000,
+                    "balance_before": 0,
+                    "balance_after": 500000,
+                    "created_date": "2021-04-01 22:21:21",
+                }
+            ]
+        }
+    )
     top_up_id: str
     amount_top_up: int
     balance_before: int
@@ -152,6 +197,20 @@ class TopUpResult(BaseModel):
 
 
 class PaymentResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "payment_id": "7fd2a9a6-bd11-4a2d-a36b-1c1fdc1b5e0c",
+                    "amount": 100000,
+                    "remarks": "Pulsa Telkomsel 100k",
+                    "balance_before": 500000,
+                    "balance_after": 400000,
+                    "created_date": "2021-04-01 22:22:01",
+                }
+            ]
+        }
+    )
     payment_id: str
     amount: int
     remarks: str
@@ -161,6 +220,20 @@ class PaymentResult(BaseModel):
 
 
 class TransferResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "4c1a7c9e-3e2f-4b1a-8d5e-2a9f7c6b5d43",
+                    "amount": 30000,
+                    "remarks": "Hadiah Ultah",
+                    "balance_before": 400000,
+                    "balance_after": 370000,
+                    "created_date": "2021-04-01 22:23:20",
+                }
+            ]
+        }
+    )
     transfer_id: str
     amount: int
     remarks: str
@@ -170,7 +243,24 @@ class TransferResult(BaseModel):
 
 
 class TransactionItem(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "4c1a7c9e-3e2f-4b1a-8d5e-2a9f7c6b5d43",
+                    "status": "SUCCESS",
+                    "user_id": "bc1c823e-b0fb-4b20-88c0-dff25e283252",
+                    "transaction_type": "DEBIT",
+                    "amount": 30000,
+                    "remarks": "Hadiah Ultah",
+                    "balance_before": 400000,
+                    "balance_after": 370000,
+                    "created_date": "2021-04-01 22:23:20",
+                }
+            ]
+        },
+    )
     status: str
     user_id: str
     transaction_type: str
@@ -182,6 +272,19 @@ class TransactionItem(BaseModel):
 
 
 class ProfileResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "bc1c823e-b0fb-4b20-88c0-dff25e283252",
+                    "first_name": "Tom",
+                    "last_name": "Araya",
+                    "address": "Jl. Diponegoro No. 215",
+                    "updated_date": "2021-04-01 23:00:20",
+                }
+            ]
+        }
+    )
     user_id: str
     first_name: str
     last_name: str

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+from dompet.domain.ledger import JournalKind
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware, in UTC."""
@@ -51,3 +54,36 @@ class TransferDispatcher(Protocol):
     """Tells the background workers a transfer is waiting (after its commit)."""
 
     async def transfer_accepted(self, transfer_id: str) -> None: ...
+
+
+MoneyListener = Callable[[str, int], None]
+"""Told ``(kind, amount)`` after money moved: kind is topup, pay, transfer, tabung or tarik."""
+
+
+class MoneyObservers:
+    """Fan-out of money-moved events to subscribers (the metrics). Never fails a request."""
+
+    def __init__(self) -> None:
+        self._listeners: list[MoneyListener] = []
+
+    def subscribe(self, listener: MoneyListener) -> None:
+        self._listeners.append(listener)
+
+    def money_moved(self, kind: str, amount: int) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, amount)
+            except Exception:  # an observer's bug must not fail a committed payment
+                logging.getLogger(__name__).exception("money observer failed")
+
+
+MONEY_KINDS: dict[JournalKind, str] = {
+    JournalKind.TOPUP: "topup",
+    JournalKind.PAYMENT: "pay",
+    JournalKind.TRANSFER_OUT: "transfer",
+    JournalKind.DEPOSIT: "tabung",
+    JournalKind.WITHDRAWAL: "tarik",
+    JournalKind.TRANSFER_SETTLE: "transfer_settle",
+    JournalKind.TRANSFER_REFUND: "transfer_refund",
+}
+"""The money-moved kind of a customer-initiated journal."""

@@ -31,7 +31,7 @@ from dompet.domain.savings import (
     check_new_customer,
     new_account_number,
 )
-from dompet.services.ports import Clock
+from dompet.services.ports import MONEY_KINDS, Clock, MoneyObservers
 from dompet.storage.port import LedgerStore
 
 ACCOUNT_NUMBER_ATTEMPTS = 8
@@ -39,7 +39,10 @@ ACCOUNT_NUMBER_ATTEMPTS = 8
 
 
 class SavingsService:
-    def __init__(self, store: LedgerStore, clock: Clock) -> None:
+    def __init__(
+        self, store: LedgerStore, clock: Clock, observers: MoneyObservers | None = None
+    ) -> None:
+        self._observers = observers or MoneyObservers()
         self._store = store
         self._now = clock
 
@@ -114,4 +117,6 @@ class SavingsService:
             entries = await self._store.post_journal(journal, idem)
         except AccountNotFound:
             raise UnknownAccountNumber() from None
-        return entry_for(entries, account)
+        entry = entry_for(entries, account)
+        self._observers.money_moved(MONEY_KINDS[journal.kind], entry.amount)
+        return entry

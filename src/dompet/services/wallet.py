@@ -29,7 +29,15 @@ from dompet.domain.money import check_amount
 from dompet.domain.phone import normalize_phone
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import ProfileChanges, User
-from dompet.services.ports import Clock, PinHasher, TokenCodec, TokenPair, TransferDispatcher
+from dompet.services.ports import (
+    MONEY_KINDS,
+    Clock,
+    MoneyObservers,
+    PinHasher,
+    TokenCodec,
+    TokenPair,
+    TransferDispatcher,
+)
 from dompet.storage.port import LedgerStore
 
 
@@ -57,6 +65,7 @@ class WalletService:
         dispatcher: TransferDispatcher,
         clock: Clock,
         login_policy: LoginPolicy,
+        observers: MoneyObservers | None = None,
     ) -> None:
         self._store = store
         self._pins = pins
@@ -64,6 +73,7 @@ class WalletService:
         self._dispatcher = dispatcher
         self._now = clock
         self._login = login_policy
+        self._observers = observers or MoneyObservers()
 
     async def register(self, request: NewUserRequest) -> User:
         phone = normalize_phone(request.phone_number)
@@ -167,6 +177,7 @@ class WalletService:
             entries = await self._store.open_transfer(transfer, journal, idem)
         except AccountNotFound:
             raise Unauthenticated() from None
+        self._observers.money_moved("transfer", amount)
         await self._dispatcher.transfer_accepted(transfer.id)
         return entry_for(entries, wallet_account(user_id))
 
@@ -198,7 +209,9 @@ class WalletService:
             entries = await self._store.post_journal(journal, idem)
         except AccountNotFound:
             raise Unauthenticated() from None
-        return entry_for(entries, wallet_account(user_id))
+        entry = entry_for(entries, wallet_account(user_id))
+        self._observers.money_moved(MONEY_KINDS[journal.kind], entry.amount)
+        return entry
 
 
 def _check_pin(pin: str) -> None:

@@ -7,6 +7,7 @@ update inside a transaction), never a read-modify-write in Python.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
 from dompet.domain.ledger import Entry, Journal
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
@@ -161,3 +163,31 @@ class LedgerStore(Protocol):
 
     async def release_claims(self, worker_id: str) -> int:
         """Give back every PENDING transfer this worker holds (graceful shutdown)."""
+
+    # -- whole-database export and import (example data, dump/load) ------------------------
+    async def is_empty(self) -> bool:
+        """True when the database holds no user, customer, journal or transfer (a fresh,
+        migrated database; its system accounts do not count)."""
+
+    def export_records(self) -> AsyncIterator[DataRecord]:
+        """Yield every record of the database, read consistently, in RECORD_KINDS order:
+        every customer account (AccountRecord, ordered by id; system accounts come with the
+        schema and are not exported), users (UserRecord, by id), customers
+        (Customer, by id), journals (JournalRecord with all their postings ordered by
+        sequence; journals ordered by id), transfers (Transfer, by id; attempts, last_error,
+        next_attempt_at and settled_at included, leases left out). Login throttles, refresh
+        tokens, idempotency keys and heartbeats are not exported."""
+
+    async def import_records(self, records: Sequence[DataRecord]) -> None:
+        """Write the records as given, in one transaction, every id kept.
+
+        Accounts with their balance and blocked flag (a system account is created if missing,
+        else left as is); users with their pin hash (their account comes as an AccountRecord,
+        not made here); customers; journals with their postings (sequence, balances and times
+        kept; no balance is touched: balances come from the AccountRecords); transfers
+        (unleased; a missing next_attempt_at is stored as created_at). The caller sends kinds
+        in RECORD_KINDS order (a journal after the accounts it posts to). After the import,
+        new postings get sequences above every imported one. Raises ValueError when an id (or
+        a phone number, nik, no_hp or no_rekening) already exists; nothing of the batch is
+        written then.
+        """

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, false, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Row,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,6 +55,13 @@ from dompet.domain.ledger import (
     wallet_account,
 )
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.records import (
+    AccountRecord,
+    DataRecord,
+    JournalRecord,
+    PostingRecord,
+    UserRecord,
+)
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
@@ -802,6 +822,180 @@ class SqlStore:
             raise AccountBlocked(account_id)
         raise InsufficientFunds()
 
+    # -- whole-database export and import (example data, dump/load) ------------------------
+    async def is_empty(self) -> bool:
+        async with self._read() as conn:
+            for table in (users, customers, journals, transfers):
+                if (await conn.execute(select(literal(1)).select_from(table).limit(1))).first():
+                    return False
+        return True
+
+    async def export_records(self) -> AsyncIterator[DataRecord]:
+        async with self._reader.connect() as conn:
+            if self.engine_name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                for row in await conn.execute(
+                    select(accounts)
+                    .where(accounts.c.kind != AccountKind.SYSTEM)
+                    .order_by(accounts.c.id)
+                ):
+                    yield AccountRecord(
+                        id=row.id,
+                        kind=AccountKind(row.kind),
+                        balance=int(row.balance),
+                        blocked=bool(row.blocked),
+                        created_at=row.created_at,
+                    )
+                for row in await conn.execute(select(users).order_by(users.c.id)):
+                    yield UserRecord(user=_user(row), pin_hash=row.pin_hash)
+                for row in await conn.execute(select(customers).order_by(customers.c.id)):
+                    yield Customer(
+                        id=row.id,
+                        nama=row.nama,
+                        nik=row.nik,
+                        no_hp=row.no_hp,
+                        no_rekening=row.no_rekening,
+                        created_at=row.created_at,
+                    )
+                rows = await conn.stream(
+                    select(
+                        journals,
+                        postings.c.id.label("sequence"),
+                        postings.c.account_id,
+                        postings.c.amount,
+                        postings.c.balance_before,
+                        postings.c.balance_after,
+                        postings.c.created_at.label("posted_at"),
+                    )
+                    .join(postings, postings.c.journal_id == journals.c.id)
+                    .order_by(journals.c.id, postings.c.id)
+                )
+                head: Any = None
+                legs: list[PostingRecord] = []
+                async for row in rows:
+                    if head is not None and head.id != row.id:
+                        yield _journal_record(head, legs)
+                        legs = []
+                    head = row
+                    legs.append(
+                        PostingRecord(
+                            sequence=int(row.sequence),
+                            account_id=row.account_id,
+                            amount=int(row.amount),
+                            balance_before=_int_or_none(row.balance_before),
+                            balance_after=_int_or_none(row.balance_after),
+                            created_at=row.posted_at,
+                        )
+                    )
+                if head is not None:
+                    yield _journal_record(head, legs)
+                for row in await conn.execute(select(transfers).order_by(transfers.c.id)):
+                    yield _transfer(row)
+
+    async def import_records(self, records: Sequence[DataRecord]) -> None:
+        try:
+            async with self._write() as conn:
+                for record in records:
+                    await self._import_one(conn, record)
+                if self.engine_name == "postgresql" and any(
+                    isinstance(r, JournalRecord) for r in records
+                ):
+                    await conn.execute(
+                        text(
+                            "SELECT setval(pg_get_serial_sequence('postings', 'id'), "
+                            "GREATEST((SELECT COALESCE(MAX(id), 0) FROM postings), 1))"
+                        )
+                    )
+        except IntegrityError as exc:
+            raise ValueError(f"a record already exists in the database: {exc.orig}") from exc
+
+    async def _import_one(self, conn: AsyncConnection, record: DataRecord) -> None:
+        if isinstance(record, AccountRecord):
+            if record.kind == AccountKind.SYSTEM:
+                exists = (
+                    await conn.execute(select(accounts.c.id).where(accounts.c.id == record.id))
+                ).first()
+                if exists:
+                    return
+            await conn.execute(
+                insert(accounts).values(
+                    id=record.id,
+                    kind=record.kind.value,
+                    balance=record.balance,
+                    blocked=record.blocked,
+                    created_at=record.created_at,
+                )
+            )
+        elif isinstance(record, UserRecord):
+            user = record.user
+            await conn.execute(
+                insert(users).values(
+                    id=user.id,
+                    first_name=user.first_name,
+                    last_name=user.last_name,
+                    phone_number=user.phone_number,
+                    address=user.address,
+                    pin_hash=record.pin_hash,
+                    created_at=user.created_at,
+                    updated_at=user.updated_at,
+                )
+            )
+        elif isinstance(record, Customer):
+            await conn.execute(
+                insert(customers).values(
+                    id=record.id,
+                    nama=record.nama,
+                    nik=record.nik,
+                    no_hp=record.no_hp,
+                    no_rekening=record.no_rekening,
+                    created_at=record.created_at,
+                )
+            )
+        elif isinstance(record, JournalRecord):
+            await conn.execute(
+                insert(journals).values(
+                    id=record.id,
+                    kind=record.kind.value,
+                    reference=record.reference,
+                    remarks=record.remarks,
+                    created_at=record.created_at,
+                )
+            )
+            await conn.execute(
+                insert(postings),
+                [
+                    {
+                        "id": leg.sequence,
+                        "journal_id": record.id,
+                        "account_id": leg.account_id,
+                        "amount": leg.amount,
+                        "balance_before": leg.balance_before,
+                        "balance_after": leg.balance_after,
+                        "created_at": leg.created_at,
+                    }
+                    for leg in record.postings
+                ],
+            )
+        else:
+            await conn.execute(
+                insert(transfers).values(
+                    id=record.id,
+                    sender_id=record.sender_id,
+                    target_id=record.target_id,
+                    amount=record.amount,
+                    remarks=record.remarks,
+                    status=record.status.value,
+                    created_at=record.created_at,
+                    settled_at=record.settled_at,
+                    attempts=record.attempts,
+                    last_error=record.last_error,
+                    next_attempt_at=record.next_attempt_at or record.created_at,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            )
+
 
 def _entries_query() -> Any:
     status = case(
@@ -872,4 +1066,19 @@ def _transfer(row: Row[Any]) -> Transfer:
         last_error=row.last_error,
         next_attempt_at=row.next_attempt_at,
         settled_at=row.settled_at,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _journal_record(head: Any, legs: list[PostingRecord]) -> JournalRecord:
+    return JournalRecord(
+        id=head.id,
+        kind=JournalKind(head.kind),
+        reference=head.reference,
+        remarks=head.remarks,
+        created_at=head.created_at,
+        postings=tuple(legs),
     )

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus) and structured logs. Nothing here is created at import time."""

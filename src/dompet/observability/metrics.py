@@ -1,0 +1,161 @@
+"""Prometheus metrics, one registry per app (no global state): ``GET /metrics``.
+
+Request counts and latency per route template come from :class:`MetricsMiddleware`; money
+moved from the services' MoneyObservers; transfers by status, queue depth and settlement lag
+are read from the store at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dompet.services.ports import Clock
+from dompet.storage.port import LedgerStore
+
+LAG_WINDOW = timedelta(minutes=5)
+"""Settlement lag is reported over transfers settled in this window."""
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every dompet_ metric of one app, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "dompet_http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "dompet_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.money = Counter(
+            "dompet_money_moved_rupiah",
+            "Rupiah moved by this process, by kind (topup, pay, transfer, tabung, tarik).",
+            ["kind"],
+            registry=r,
+        )
+        self.movements = Counter(
+            "dompet_money_movements",
+            "Money movements made by this process, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.transfers = Gauge(
+            "dompet_transfers", "Transfers in the database, by status.", ["status"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "dompet_settlement_queue_depth",
+            "Transfers waiting to be credited (PENDING).",
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "dompet_settlement_oldest_pending_seconds",
+            "Age of the oldest PENDING transfer (0 when none).",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "dompet_settlement_lag_seconds",
+            "Time from acceptance to settlement of transfers settled in the last 5 minutes "
+            "(quantile 0.5, 0.95 and 1 = max).",
+            ["quantile"],
+            registry=r,
+        )
+        self.settled_recently = Gauge(
+            "dompet_settled_last_5m",
+            "Transfers that became SUCCESS or FAILED in the last 5 minutes.",
+            registry=r,
+        )
+        self.scrape_errors = Counter(
+            "dompet_metrics_scrape_errors",
+            "Scrapes whose database-derived metrics could not be read.",
+            registry=r,
+        )
+
+    def money_moved(self, kind: str, amount: int) -> None:
+        self.money.labels(kind).inc(amount)
+        self.movements.labels(kind).inc()
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    async def refresh(self, store: LedgerStore, clock: Clock) -> None:
+        """Read the database-derived gauges (called on every scrape)."""
+        now = clock()
+        counts = await store.transfer_counts()
+        for status, count in counts.items():
+            self.transfers.labels(status.value).set(count)
+        self.queue_depth.set(sum(c for s, c in counts.items() if s.value == "PENDING"))
+        oldest = await store.oldest_pending_created_at()
+        self.oldest_pending.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+        samples = await store.settled_since(now - LAG_WINDOW)
+        lags = sorted((s.settled_at - s.created_at).total_seconds() for s in samples)
+        self.settled_recently.set(len(lags))
+        for label, q in (("0.5", 0.5), ("0.95", 0.95), ("1", 1.0)):
+            self.lag.labels(label).set(_quantile(lags, q))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(int(q * (len(sorted_values) - 1) + 0.5), len(sorted_values) - 1)
+    return sorted_values[index]
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/saldo/{no_rekening}``), never the raw path."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: count and time every HTTP request by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.observe_request(
+                scope["method"], route_template(scope), status, time.perf_counter() - start
+            )
