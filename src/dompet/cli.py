@@ -165,7 +165,9 @@ async def _load(settings: Settings, folder: Path, force: bool) -> InvariantRepor
     from dompet.storage import open_store
 
     total = read_manifest(folder).total
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         if not force and not await store.is_empty():
             raise DatabaseNotEmpty("the database is not empty (use --force to add to it)")
@@ -187,7 +189,9 @@ async def _dump(settings: Settings, folder: Path) -> Manifest:
     from dompet.dataio.folder import dump
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         with _progress() as bar:
             task = bar.add_task("dumping", total=None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -55,6 +55,13 @@ from dompet.domain.ledger import (
     wallet_account,
 )
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.records import (
+    AccountRecord,
+    DataRecord,
+    JournalRecord,
+    PostingRecord,
+    UserRecord,
+)
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
@@ -803,6 +810,198 @@ class MongoStore:
                 {"_id": {"$in": sorted(references)}}, {"status": 1}
             )
         }
+
+    # -- whole-database export and import (example data, dump/load) ------------------------
+    async def is_empty(self) -> bool:
+        async with self._read():
+            for name in ("users", "customers", "journals", "transfers"):
+                if await self._db[name].find_one({}, {"_id": 1}) is not None:
+                    return False
+        return True
+
+    async def export_records(self) -> AsyncIterator[DataRecord]:
+        """Read in one snapshot transaction, then yield (no lock or session held across yields).
+
+        Postings carry the sequence they were imported with (``n``); postings written here get
+        numbers above every imported one, in per-account ``seq`` order, so a dump loaded into
+        any engine keeps each account's history in order.
+        """
+        records = await self._transaction(self._read_records)
+        for record in records:
+            yield record
+
+    async def _read_records(self, s: Session) -> list[DataRecord]:
+        records: list[DataRecord] = [
+            AccountRecord(
+                id=d["_id"],
+                kind=AccountKind(d["kind"]),
+                balance=int(d["balance"]),
+                blocked=bool(d["blocked"]),
+                created_at=unstamp(d["created_at"]),
+            )
+            async for d in self._db.accounts.find(
+                {"kind": {"$ne": AccountKind.SYSTEM.value}}, session=s
+            ).sort("_id", ASCENDING)
+        ]
+        records += [
+            UserRecord(user=_user(d), pin_hash=d["pin_hash"])
+            async for d in self._db.users.find({}, session=s).sort("_id", ASCENDING)
+        ]
+        records += [
+            _customer(d)
+            async for d in self._db.customers.find({}, session=s).sort("_id", ASCENDING)
+        ]
+        legs: dict[str, list[Document]] = {}
+        native: list[Document] = []
+        top = 0
+        async for d in self._db.postings.find({}, session=s):
+            legs.setdefault(d["journal_id"], []).append(d)
+            if d.get("n") is None:
+                native.append(d)
+            else:
+                top = max(top, int(d["n"]))
+        native.sort(key=lambda d: (d.get("seq") or 0, d["account_id"], d["journal_id"]))
+        for rank, d in enumerate(native, start=top + 1):
+            d["n"] = rank
+        async for j in self._db.journals.find({}, session=s).sort("_id", ASCENDING):
+            postings = sorted(legs.get(j["_id"], []), key=lambda d: int(d["n"]))
+            records.append(
+                JournalRecord(
+                    id=j["_id"],
+                    kind=JournalKind(j["kind"]),
+                    reference=j["reference"],
+                    remarks=j["remarks"],
+                    created_at=unstamp(j["created_at"]),
+                    postings=tuple(
+                        PostingRecord(
+                            sequence=int(p["n"]),
+                            account_id=p["account_id"],
+                            amount=int(p["amount"]),
+                            balance_before=_int_or_none(p["balance_before"]),
+                            balance_after=_int_or_none(p["balance_after"]),
+                            created_at=unstamp(p["created_at"]),
+                        )
+                        for p in postings
+                    ),
+                )
+            )
+        records += [
+            _transfer(d)
+            async for d in self._db.transfers.find({}, session=s).sort("_id", ASCENDING)
+        ]
+        return records
+
+    async def import_records(self, records: Sequence[DataRecord]) -> None:
+        async def work(s: Session) -> None:
+            top_seq: dict[str, int] = {}
+            for record in records:
+                await self._import_one(s, record, top_seq)
+            for account_id, seq in top_seq.items():  # new postings continue above these
+                await self._db.accounts.update_one(
+                    {"_id": account_id}, {"$max": {"seq": seq}}, session=s
+                )
+
+        try:
+            await self._transaction(work)
+        except DuplicateKeyError as exc:
+            raise ValueError(f"a record already exists in the database: {exc}") from exc
+
+    async def _import_one(self, s: Session, record: DataRecord, top_seq: dict[str, int]) -> None:
+        if isinstance(record, AccountRecord):
+            if record.kind == AccountKind.SYSTEM and await self._db.accounts.find_one(
+                {"_id": record.id}, {"_id": 1}, session=s
+            ):
+                return
+            await self._db.accounts.insert_one(
+                {
+                    "_id": record.id,
+                    "kind": record.kind.value,
+                    "balance": record.balance,
+                    "seq": 0,
+                    "blocked": record.blocked,
+                    "created_at": stamp(record.created_at),
+                },
+                session=s,
+            )
+        elif isinstance(record, UserRecord):
+            user = record.user
+            await self._db.users.insert_one(
+                {
+                    "_id": user.id,
+                    "first_name": user.first_name,
+                    "last_name": user.last_name,
+                    "phone_number": user.phone_number,
+                    "address": user.address,
+                    "pin_hash": record.pin_hash,
+                    "created_at": stamp(user.created_at),
+                    "updated_at": stamp(user.updated_at),
+                },
+                session=s,
+            )
+        elif isinstance(record, Customer):
+            await self._db.customers.insert_one(
+                {
+                    "_id": record.id,
+                    "nama": record.nama,
+                    "nik": record.nik,
+                    "no_hp": record.no_hp,
+                    "no_rekening": record.no_rekening,
+                    "created_at": stamp(record.created_at),
+                },
+                session=s,
+            )
+        elif isinstance(record, JournalRecord):
+            await self._db.journals.insert_one(
+                {
+                    "_id": record.id,
+                    "kind": record.kind.value,
+                    "reference": record.reference,
+                    "remarks": record.remarks,
+                    "created_at": stamp(record.created_at),
+                },
+                session=s,
+            )
+            docs: list[Document] = []
+            for leg in record.postings:
+                customer = is_customer_account(leg.account_id)
+                if customer:
+                    top_seq[leg.account_id] = max(top_seq.get(leg.account_id, 0), leg.sequence)
+                docs.append(
+                    {
+                        "_id": _posting_id(record.id, leg.account_id),
+                        "journal_id": record.id,
+                        "account_id": leg.account_id,
+                        "seq": leg.sequence if customer else None,
+                        "n": leg.sequence,
+                        "amount": leg.amount,
+                        "balance_before": leg.balance_before,
+                        "balance_after": leg.balance_after,
+                        "kind": record.kind.value,
+                        "reference": record.reference,
+                        "remarks": record.remarks,
+                        "created_at": stamp(leg.created_at),
+                    }
+                )
+            await self._db.postings.insert_many(docs, ordered=True, session=s)
+        else:
+            await self._db.transfers.insert_one(
+                {
+                    "_id": record.id,
+                    "sender_id": record.sender_id,
+                    "target_id": record.target_id,
+                    "amount": record.amount,
+                    "remarks": record.remarks,
+                    "status": record.status.value,
+                    "created_at": stamp(record.created_at),
+                    "settled_at": None if record.settled_at is None else stamp(record.settled_at),
+                    "attempts": record.attempts,
+                    "last_error": record.last_error,
+                    "next_attempt_at": stamp(record.next_attempt_at or record.created_at),
+                    "claimed_by": None,
+                    "claimed_until": None,
+                },
+                session=s,
+            )
 
 
 def _posting_id(journal_id: str, account_id: str) -> str:
