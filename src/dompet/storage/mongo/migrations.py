@@ -260,6 +260,14 @@ async def _0002_worker_heartbeats(db: AsyncDatabase[Document]) -> None:
     )
 
 
+async def _0003_sequence_floor(db: AsyncDatabase[Document]) -> None:
+    """ledger_meta: the floor above which new entry sequences start (raised by imports)."""
+    await _ensure_collection(db, "ledger_meta", _schema({"_id": STRING, "floor": INTEGER}))
+    await db.ledger_meta.update_one(
+        {"_id": "sequences"}, {"$setOnInsert": {"floor": 0}}, upsert=True
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
@@ -270,6 +278,7 @@ class Migration:
 MIGRATIONS: list[Migration] = [
     Migration("0001", "ledger collections, validators and unique indexes", _0001_ledger),
     Migration("0002", "worker heartbeats", _0002_worker_heartbeats),
+    Migration("0003", "entry-sequence floor for imports", _0003_sequence_floor),
 ]
 
 

@@ -71,6 +71,8 @@ IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry
 KEY_REUSED = "This Idempotency-Key was already used with a different request."
 
 T = TypeVar("T")
+SEQUENCES = "sequences"
+"""The ledger_meta document holding the entry-sequence floor (raised by imports)."""
 NULL: Document = {"$in": [None]}
 """Matches a null or missing field (nx-27017's ``{field: null}`` misses stored nulls)."""
 Session = AsyncClientSession
@@ -676,12 +678,14 @@ class MongoStore:
     async def _open_account(
         self, s: Session, account_id: str, kind: AccountKind, now: datetime
     ) -> None:
+        # Entry sequences start above every imported one (the floor is 0 until an import).
+        meta = await self._db.ledger_meta.find_one({"_id": SEQUENCES}, session=s)
         await self._db.accounts.insert_one(
             {
                 "_id": account_id,
                 "kind": kind.value,
                 "balance": 0,
-                "seq": 0,
+                "seq": int(meta["floor"]) if meta else 0,
                 "blocked": False,
                 "created_at": stamp(now),
             },
@@ -892,13 +896,20 @@ class MongoStore:
         return records
 
     async def import_records(self, records: Sequence[DataRecord]) -> None:
+        top = max(
+            (leg.sequence for r in records if isinstance(r, JournalRecord) for leg in r.postings),
+            default=0,
+        )
+
         async def work(s: Session) -> None:
-            top_seq: dict[str, int] = {}
             for record in records:
-                await self._import_one(s, record, top_seq)
-            for account_id, seq in top_seq.items():  # new postings continue above these
-                await self._db.accounts.update_one(
-                    {"_id": account_id}, {"$max": {"seq": seq}}, session=s
+                await self._import_one(s, record)
+            if top:  # new postings, on any account, get sequences above every imported one
+                await self._db.accounts.update_many(
+                    {"kind": {"$ne": AccountKind.SYSTEM.value}}, {"$max": {"seq": top}}, session=s
+                )
+                await self._db.ledger_meta.update_one(
+                    {"_id": SEQUENCES}, {"$max": {"floor": top}}, upsert=True, session=s
                 )
 
         try:
@@ -906,7 +917,7 @@ class MongoStore:
         except DuplicateKeyError as exc:
             raise ValueError(f"a record already exists in the database: {exc}") from exc
 
-    async def _import_one(self, s: Session, record: DataRecord, top_seq: dict[str, int]) -> None:
+    async def _import_one(self, s: Session, record: DataRecord) -> None:
         if isinstance(record, AccountRecord):
             if record.kind == AccountKind.SYSTEM and await self._db.accounts.find_one(
                 {"_id": record.id}, {"_id": 1}, session=s
@@ -964,8 +975,6 @@ class MongoStore:
             docs: list[Document] = []
             for leg in record.postings:
                 customer = is_customer_account(leg.account_id)
-                if customer:
-                    top_seq[leg.account_id] = max(top_seq.get(leg.account_id, 0), leg.sequence)
                 docs.append(
                     {
                         "_id": _posting_id(record.id, leg.account_id),
