@@ -48,7 +48,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: PORT)")] = None,
     workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
 ) -> None:
-    """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0)."""
+    """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0 or
+    REDIS_URL is set: then `dompet worker --queue saq` processes settle)."""
     import uvicorn
 
     from dompet.observability.logging import configure_logging
@@ -68,32 +69,68 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
-    """Run a settlement worker process (any number may run against one database)."""
+def worker(
+    queue: Annotated[
+        str | None,
+        typer.Option(help="auto (saq when REDIS_URL is set, else db), db or saq"),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Settlement loops in this process")
+    ] = None,
+) -> None:
+    """Run settlement worker loops (any number of processes may run against one database).
+
+    SIGTERM / SIGINT stop gracefully: the settlement in flight finishes and every claim the
+    worker still holds is released for the others.
+    """
     from dompet.observability.logging import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(_run_worker(settings))
+    chosen = queue or settings.worker_queue
+    if chosen not in ("auto", "db", "saq"):
+        raise typer.BadParameter("--queue must be auto, db or saq")
+    if chosen == "auto":
+        chosen = "saq" if settings.redis_url else "db"
+    if chosen == "saq" and not settings.redis_url:
+        raise typer.BadParameter("--queue saq needs REDIS_URL")
+    asyncio.run(_run_worker(settings, chosen, concurrency or settings.worker_concurrency))
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, queue: str, concurrency: int) -> None:
     from dompet.container import Container, worker_config
     from dompet.worker.inprocess import SettlementWorker
 
+    # This process is a worker: no in-process loop and no SAQ producer of its own.
     container = await Container.build(settings.model_copy(update={"worker_enabled": False}))
-    runner = SettlementWorker(
-        container.store,
-        container.settlement,
-        container.clock,
-        worker_config(settings, "worker"),
-    )
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runner.stop)
-    console.print(f"settlement worker {runner.worker_id} running; Ctrl-C to stop")
     try:
-        await runner.run()
+        if queue == "saq":
+            from dompet.worker.saq import run_saq_worker
+
+            await run_saq_worker(container, concurrency, loop)
+            return
+        runners = [
+            SettlementWorker(
+                container.store,
+                container.settlement,
+                container.clock,
+                worker_config(settings, "worker", "standalone", f"-{i}" if concurrency > 1 else ""),
+            )
+            for i in range(1, concurrency + 1)
+        ]
+
+        def stop_all() -> None:
+            for runner in runners:
+                runner.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop_all)
+        console.print(
+            f"settlement worker {runners[0].worker_id} running (db queue, "
+            f"concurrency {concurrency}); Ctrl-C to stop"
+        )
+        await asyncio.gather(*(runner.run() for runner in runners))
     finally:
         await container.aclose()
 
@@ -218,6 +255,78 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+# -- operators (issue 4) -------------------------------------------------------------------
+@app.command("create-operator")
+def create_operator(
+    username: Annotated[str, typer.Argument(help="Login name (3-64 of a-z 0-9 . _ -)")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a dashboard operator (password hashed with Argon2id)."""
+    import sys
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    asyncio.run(_create_operator(Settings(), username, password))
+
+
+async def _create_operator(settings: Settings, username: str, password: str) -> None:
+    from dompet.container import pin_hasher
+    from dompet.domain.errors import DomainError
+    from dompet.services.monitoring import OperatorService
+    from dompet.services.ports import utc_now
+    from dompet.storage import open_store
+
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
+    try:
+        operator = await OperatorService(store, pin_hasher(settings), utc_now).create(
+            username, password
+        )
+    except DomainError as exc:
+        console.print(f"[red]error[/red]: {exc.message}")
+        raise typer.Exit(1) from None
+    finally:
+        await store.close()
+    console.print(f"operator {operator.username} created")
+
+
+async def _set_blocked(settings: Settings, account_id: str, blocked: bool) -> None:
+    from dompet.storage import open_store
+
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
+    try:
+        changed = await store.set_account_blocked(account_id, blocked)
+    finally:
+        await store.close()
+    if not changed:
+        console.print(f"[red]error[/red]: no customer account {account_id}")
+        raise typer.Exit(1)
+    console.print(f"account {account_id} {'blocked' if blocked else 'unblocked'}")
+
+
+@app.command("block-account")
+def block_account(
+    account_id: Annotated[str, typer.Argument(help="e.g. wallet:<user_id> or savings:<no>")],
+) -> None:
+    """Block an account: it can neither send nor receive (settlements to it retry)."""
+    asyncio.run(_set_blocked(Settings(), account_id, True))
+
+
+@app.command("unblock-account")
+def unblock_account(
+    account_id: Annotated[str, typer.Argument(help="e.g. wallet:<user_id> or savings:<no>")],
+) -> None:
+    """Unblock an account."""
+    asyncio.run(_set_blocked(Settings(), account_id, False))
 
 
 if __name__ == "__main__":  # pragma: no cover

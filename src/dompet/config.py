@@ -83,6 +83,24 @@ class Settings(BaseSettings):
     def refresh_token_ttl(self) -> timedelta:
         return timedelta(seconds=self.refresh_token_ttl_seconds)
 
+    # -- background workers, SAQ and the operator dashboard (issue 4) -------------------------
+    worker_heartbeat_seconds: float = 5.0
+    """How often a worker records its heartbeat; the dashboard calls it stale after 3x this."""
+    worker_queue: Literal["auto", "db", "saq"] = "auto"
+    """`dompet worker`'s dispatch: db polling, SAQ on REDIS_URL, or auto (saq iff REDIS_URL)."""
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    saq_sweep_seconds: float = 10.0
+    """How often the SAQ sweep looks for PENDING transfers that waited too long."""
+    saq_sweep_after_seconds: float = 30.0
+    """A due PENDING transfer older than this is re-enqueued by the sweep."""
+    saq_queue_name: str = "dompet-settlement"
+    dashboard_session_secret: SecretStr | None = None
+    """HMAC key of the dashboard session cookie (default: derived from JWT_SECRET)."""
+    dashboard_session_seconds: int = 8 * 3600
+    dashboard_secure_cookie: bool = False
+    """Mark the dashboard cookie Secure (set true behind HTTPS)."""
+    dashboard_refresh_seconds: float = 3.0
+
     # -- reliability and security (issue 6) ------------------------------------------------
     @model_validator(mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from dompet.config import Settings
 from dompet.domain.transfers import RetryPolicy
@@ -31,12 +32,27 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def worker_config(settings: Settings, prefix: str) -> WorkerConfig:
+def worker_config(
+    settings: Settings, prefix: str, kind: str = "inprocess", suffix: str = ""
+) -> WorkerConfig:
     return WorkerConfig(
-        worker_id=worker_name(prefix),
+        worker_id=worker_name(prefix) + suffix,
         sweep_interval=settings.worker_sweep_seconds,
         lease=timedelta(seconds=settings.worker_lease_seconds),
         batch=settings.worker_batch,
+        kind=kind,
+        heartbeat_interval=settings.worker_heartbeat_seconds,
+    )
+
+
+def pin_hasher(settings: Settings) -> Argon2PinHasher:
+    """The Argon2id hasher for PINs and operator passwords (PIN_HASH_* settings, PIN_PEPPER)."""
+    pepper = settings.pin_pepper.get_secret_value().encode() if settings.pin_pepper else None
+    return Argon2PinHasher(
+        time_cost=settings.pin_hash_time_cost,
+        memory_kib=settings.pin_hash_memory_kib,
+        parallelism=settings.pin_hash_parallelism,
+        pepper=pepper,
     )
 
 
@@ -53,6 +69,8 @@ class Container:
     money: MoneyObservers = field(default_factory=MoneyObservers)
     """Subscribe here to hear of every money movement (the /metrics counters do)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    saq_queue: Any = None
+    """The SAQ queue (REDIS_URL set) the API enqueues settlements on; None without Redis."""
 
     @classmethod
     async def build(
@@ -61,13 +79,7 @@ class Container:
         store = store or await open_store(
             settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
         )
-        pepper = settings.pin_pepper.get_secret_value().encode() if settings.pin_pepper else None
-        pins = Argon2PinHasher(
-            time_cost=settings.pin_hash_time_cost,
-            memory_kib=settings.pin_hash_memory_kib,
-            parallelism=settings.pin_hash_parallelism,
-            pepper=pepper,
-        )
+        pins = pin_hasher(settings)
         tokens = JwtTokens(
             settings.jwt_secret.get_secret_value(),
             settings.access_token_ttl,
@@ -76,17 +88,25 @@ class Container:
         wake = WakeDispatcher()
         money = MoneyObservers()
         settlement = SettlementService(store, clock, retry_policy(settings))
+        dispatcher: TransferDispatcher = wake
+        saq_queue: Any = None
+        if settings.redis_url:  # scale-out: `dompet worker --queue saq` processes settle
+            from dompet.worker.saq import SaqDispatcher, settlement_queue
+
+            saq_queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+            await saq_queue.connect()
+            dispatcher = SaqDispatcher(saq_queue)
         wallet = WalletService(
             store,
             pins,
             tokens,
-            wake,
+            dispatcher,
             clock,
             LoginPolicy(settings.login_max_failures, settings.login_lock_seconds),
             money,
         )
         worker = None
-        if settings.worker_enabled:
+        if settings.worker_enabled and saq_queue is None:
             worker = SettlementWorker(
                 store, settlement, clock, worker_config(settings, "api"), wake.wake
             )
@@ -97,9 +117,10 @@ class Container:
             wallet=wallet,
             savings=SavingsService(store, clock, money),
             settlement=settlement,
-            dispatcher=wake,
+            dispatcher=dispatcher,
             worker=worker,
             money=money,
+            saq_queue=saq_queue,
         )
 
     def start(self) -> None:
@@ -114,4 +135,6 @@ class Container:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
             task.cancel()
+        if self.saq_queue is not None:
+            await self.saq_queue.disconnect()
         await self.store.close()

@@ -19,6 +19,7 @@ from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
+from dompet.dashboard import routes as dashboard
 from dompet.observability.logging import RequestIdMiddleware, configure_logging
 from dompet.observability.metrics import Metrics, MetricsMiddleware
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         )
         configure_logging(built.settings.log_level, built.settings.log_json)
         built.money.subscribe(metrics.money_moved)
+        app.state.dashboard = dashboard.Dashboard.build(built)
+        dashboard.mount_saq_monitor(app, built)
         built.start()
         try:
             yield
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     _document_validation_as_400(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
     async def healthz() -> Response:

@@ -24,6 +24,10 @@ _WALLET_STATUS: dict[type[e.DomainError], int] = {
     e.PhoneTaken: 409,
     e.IdempotencyConflict: 409,
     e.LoginLocked: 429,
+    # operators and the dashboard (issue 4)
+    e.CsrfRejected: 403,
+    e.OperatorTaken: 409,
+    e.TransferNotRetryable: 409,
 }
 
 

@@ -106,3 +106,21 @@ class AccountNumberTaken(DomainError):
 
     def __init__(self) -> None:
         super().__init__("no_rekening already exists")
+
+
+# -- operators and the dashboard (issue 4) ------------------------------------------------
+class OperatorTaken(DomainError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"Operator {username} already exists")
+
+
+class CsrfRejected(DomainError):
+    """A dashboard POST without the session's CSRF token."""
+
+    def __init__(self) -> None:
+        super().__init__("Missing or wrong CSRF token")
+
+
+class TransferNotRetryable(DomainError):
+    def __init__(self, transfer_id: str) -> None:
+        super().__init__(f"Transfer {transfer_id} is not PENDING: nothing to retry")

@@ -55,6 +55,9 @@ class TransferDispatcher(Protocol):
 
     async def transfer_accepted(self, transfer_id: str) -> None: ...
 
+    async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
+        """An operator made a transfer with ``attempt`` failed attempts due again (issue 4)."""
+
 
 MoneyListener = Callable[[str, int], None]
 """Told ``(kind, amount)`` after money moved: kind is topup, pay, transfer, tabung or tarik."""

@@ -15,6 +15,7 @@ from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
 from dompet.domain.ledger import Entry, Journal
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
@@ -190,4 +191,17 @@ class LedgerStore(Protocol):
         new postings get sequences above every imported one. Raises ValueError when an id (or
         a phone number, nik, no_hp or no_rekening) already exists; nothing of the batch is
         written then.
+        """
+
+    # -- dashboard operators (issue 4) --------------------------------------------------------
+    async def add_operator(self, operator: Operator) -> None:
+        """Create an operator. Raises OperatorTaken if the username exists."""
+
+    async def find_operator(self, username: str) -> Operator | None: ...
+
+    # -- scale-out dispatch (issue 4) ---------------------------------------------------------
+    async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
+        """PENDING transfers due at or before ``due_before`` (claimed or not), oldest due first.
+
+        The SAQ sweep re-enqueues these: they waited too long for their queue job.
         """

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from dompet.services.ports import Clock
-from dompet.services.settlement import SettlementResult, SettlementService
+from dompet.services.settlement import Outcome, SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
+from dompet.worker.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class WakeDispatcher:
     async def transfer_accepted(self, transfer_id: str) -> None:
         self.wake.set()
 
+    async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
+        self.wake.set()
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -42,10 +46,17 @@ class WorkerConfig:
     sweep_interval: float = 1.0
     lease: timedelta = timedelta(seconds=30)
     batch: int = 100
+    kind: str = "inprocess"
+    """Shown on the dashboard: 'inprocess' (inside the API) or 'standalone' (dompet worker)."""
+    heartbeat_interval: float = 5.0
 
 
 class SettlementWorker:
-    """Claims due transfers in batches and settles each one; never two workers per transfer."""
+    """Claims due transfers in batches and settles each one; never two workers per transfer.
+
+    ``stop()`` is graceful: the settlement in flight finishes, the rest of the claimed batch
+    is released (``release_claims``) so other workers take it at once.
+    """
 
     def __init__(
         self,
@@ -62,39 +73,76 @@ class SettlementWorker:
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self.settled = 0
+        self.failed = 0
+        self.heartbeat = Heartbeat(
+            store,
+            clock,
+            config.worker_id,
+            config.kind,
+            lambda: (self.settled, self.failed),
+            config.heartbeat_interval,
+        )
 
     @property
     def worker_id(self) -> str:
         return self._config.worker_id
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
     async def run_once(self) -> list[SettlementResult]:
-        """Claim one batch of due transfers and settle them."""
+        """Claim one batch of due transfers and settle them (stopping early if asked to)."""
         claimed = await self._store.claim_due_transfers(
             self._config.worker_id, self._now(), self._config.lease, self._config.batch
         )
         results = []
         for transfer in claimed:
-            results.append(await self._settlement.settle_transfer(transfer))
-        self.settled += len(results)
+            if self._stopping.is_set():
+                break  # the rest is released by run()'s release_claims
+            result = await self._settlement.settle_transfer(transfer)
+            results.append(result)
+            if result.outcome in (Outcome.RETRY_LATER, Outcome.REFUNDED):
+                self.failed += 1
+            elif result.outcome is Outcome.SETTLED:
+                self.settled += 1
         return results
 
     async def run(self) -> None:
         log.info("settlement worker %s started", self._config.worker_id)
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                results = await self.run_once()
-            except Exception:
-                log.exception("settlement sweep failed; retrying after the sweep interval")
-                results = []
-            if len(results) >= self._config.batch:
-                continue  # more may be due: don't sleep
-            if self._stopping.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._config.sweep_interval)
-        log.info("settlement worker %s stopped", self._config.worker_id)
+        await self.heartbeat.beat(force=True)
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    results = await self.run_once()
+                except Exception:
+                    log.exception("settlement sweep failed; retrying after the sweep interval")
+                    results = []
+                await self.heartbeat.beat()
+                if len(results) >= self._config.batch:
+                    continue  # more may be due: don't sleep
+                if self._stopping.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._config.sweep_interval)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        try:
+            released = await self._store.release_claims(self._config.worker_id)
+        except Exception:
+            log.exception("could not release the claims of %s", self._config.worker_id)
+            released = 0
+        await self.heartbeat.beat(force=True, state="stopped")
+        log.info(
+            "settlement worker %s stopped (settled %d, released %d)",
+            self._config.worker_id,
+            self.settled,
+            released,
+        )

@@ -268,6 +268,15 @@ async def _0003_sequence_floor(db: AsyncDatabase[Document]) -> None:
     )
 
 
+async def _0004_operators(db: AsyncDatabase[Document]) -> None:
+    """Dashboard operators: the username is the _id (unique), an Argon2id hash."""
+    await _ensure_collection(
+        db,
+        "operators",
+        _schema({"_id": _string(64), "password_hash": STRING, "created_at": DATE}),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
@@ -279,6 +288,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0001", "ledger collections, validators and unique indexes", _0001_ledger),
     Migration("0002", "worker heartbeats", _0002_worker_heartbeats),
     Migration("0003", "entry-sequence floor for imports", _0003_sequence_floor),
+    Migration("0004", "dashboard operators", _0004_operators),
 ]
 
 

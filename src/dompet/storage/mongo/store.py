@@ -33,6 +33,7 @@ from dompet.domain.errors import (
     InsufficientFunds,
     NikTaken,
     NoHpTaken,
+    OperatorTaken,
     PhoneTaken,
 )
 from dompet.domain.idempotency import (
@@ -55,6 +56,7 @@ from dompet.domain.ledger import (
     wallet_account,
 )
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.operators import Operator
 from dompet.domain.records import (
     AccountRecord,
     DataRecord,
@@ -1011,6 +1013,43 @@ class MongoStore:
                 },
                 session=s,
             )
+
+    # -- dashboard operators (issue 4) --------------------------------------------------------
+    async def add_operator(self, operator: Operator) -> None:
+        try:
+            async with self._write():
+                await self._db.operators.insert_one(
+                    {
+                        "_id": operator.username,
+                        "password_hash": operator.password_hash,
+                        "created_at": stamp(operator.created_at),
+                    }
+                )
+        except DuplicateKeyError as exc:
+            raise OperatorTaken(operator.username) from exc
+
+    async def find_operator(self, username: str) -> Operator | None:
+        async with self._read():
+            doc = await self._db.operators.find_one({"_id": username})
+        if doc is None:
+            return None
+        return Operator(doc["_id"], doc["password_hash"], unstamp(doc["created_at"]))
+
+    # -- scale-out dispatch (issue 4) ---------------------------------------------------------
+    async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
+        async with self._read():
+            docs = [
+                doc
+                async for doc in self._db.transfers.find(
+                    {
+                        "status": TransferStatus.PENDING.value,
+                        "next_attempt_at": {"$lte": stamp(due_before)},
+                    }
+                )
+                .sort("next_attempt_at", ASCENDING)
+                .limit(limit)
+            ]
+        return [_transfer(d) for d in docs]
 
 
 def _posting_id(journal_id: str, account_id: str) -> str:

@@ -33,6 +33,7 @@ from dompet.domain.errors import (
     InsufficientFunds,
     NikTaken,
     NoHpTaken,
+    OperatorTaken,
     PhoneTaken,
 )
 from dompet.domain.idempotency import (
@@ -55,6 +56,7 @@ from dompet.domain.ledger import (
     wallet_account,
 )
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
+from dompet.domain.operators import Operator
 from dompet.domain.records import (
     AccountRecord,
     DataRecord,
@@ -72,6 +74,7 @@ from dompet.storage.sql.tables import (
     idempotency_keys,
     journals,
     login_throttle,
+    operators,
     postings,
     transfers,
     used_refresh_tokens,
@@ -695,6 +698,45 @@ class SqlStore:
                 .values(claimed_by=None, claimed_until=None)
             )
         return int(result.rowcount)
+
+    # -- dashboard operators (issue 4) --------------------------------------------------------
+    async def add_operator(self, operator: Operator) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(operators).values(
+                        username=operator.username,
+                        password_hash=operator.password_hash,
+                        created_at=operator.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise OperatorTaken(operator.username) from exc
+
+    async def find_operator(self, username: str) -> Operator | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(operators).where(operators.c.username == username))
+            ).first()
+        if row is None:
+            return None
+        return Operator(row.username, row.password_hash, row.created_at)
+
+    # -- scale-out dispatch (issue 4) ---------------------------------------------------------
+    async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(transfers)
+                    .where(
+                        transfers.c.status == TransferStatus.PENDING,
+                        transfers.c.next_attempt_at <= due_before,
+                    )
+                    .order_by(transfers.c.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [_transfer(r) for r in rows]
 
     # -- internals ---------------------------------------------------------------------------
     def _insert(self, table: Any) -> Any:

@@ -169,3 +169,12 @@ worker_heartbeats = Table(
     Column("failed", Integer, nullable=False),
     Column("info", Text, nullable=False),
 )
+
+# -- dashboard operators (issue 4, migration 0003) --------------------------------------------
+operators = Table(
+    "operators",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,241 @@
+"""Scale-out dispatch on SAQ (Redis): the API enqueues, `dompet worker --queue saq` settles.
+
+The outbox (PENDING transfer rows) stays the queue of record; Redis only carries deliveries:
+
+* after its commit the API enqueues ``settle_transfer`` with job key ``<transfer_id>:<attempt>``,
+  so enqueueing the same settlement twice is one job;
+* a failed attempt (SettlementService + RetryPolicy) is re-enqueued as ``<id>:<attempts>``,
+  scheduled at the back-off's ``next_attempt_at``; after the last attempt the transfer is FAILED
+  and refunded by a reversing journal;
+* every worker sweeps: PENDING transfers due more than SAQ_SWEEP_AFTER_SECONDS ago (a lost
+  enqueue, Redis flushed, a killed worker) are enqueued again, keyed by attempt and sweep round;
+* settlement is idempotent (``close_transfer`` only flips PENDING), so a repeated delivery
+  never credits twice.
+
+Nothing here connects at import time: the queue is made in the composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from saq import Job, Queue, Worker
+
+from dompet.services.ports import Clock
+from dompet.services.settlement import Outcome, SettlementResult, SettlementService
+from dompet.storage.port import LedgerStore
+from dompet.worker.heartbeat import Heartbeat
+
+log = logging.getLogger(__name__)
+
+SETTLE = "settle_transfer"
+JOB_TIMEOUT_SECONDS = 60
+JOB_TTL_SECONDS = 24 * 3600
+
+
+def job_key(transfer_id: str, attempt: int, round_: str = "") -> str:
+    key = f"{transfer_id}:{attempt}"
+    return f"{key}:{round_}" if round_ else key
+
+
+def settlement_queue(redis_url: str, name: str) -> Queue:
+    """A SAQ queue on Redis (the client connects lazily)."""
+    return Queue.from_url(redis_url, name=name)
+
+
+async def enqueue_settlement(
+    queue: Queue, transfer_id: str, attempt: int, *, at: float = 0.0, round_: str = ""
+) -> bool:
+    """Enqueue one delivery; False if a job with the same key is still queued or running."""
+    job = Job(
+        function=SETTLE,
+        kwargs={"transfer_id": transfer_id},
+        key=job_key(transfer_id, attempt, round_),
+        scheduled=int(at),
+        timeout=JOB_TIMEOUT_SECONDS,
+        retries=1,  # retries are the RetryPolicy's, recorded in the database
+        ttl=JOB_TTL_SECONDS,
+    )
+    return await queue.enqueue(job) is not None
+
+
+class GracefulWorker(Worker[Any]):
+    """SAQ's Worker, stopping without waiting out its upkeep loops' sleeps.
+
+    On stop, no new job is taken; the jobs in flight get ``grace`` seconds to finish, while
+    the upkeep loops (which may sleep for a minute) are cancelled at once.
+    """
+
+    def __init__(self, *args: Any, grace: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, shutdown_grace_period_s=int(grace), **kwargs)
+        self._grace = grace
+
+    async def stop(self) -> None:
+        self.event.set()
+        processing = [t for t in self.tasks if t.get_name() == "process"]
+        for task in self.tasks:
+            if task.get_name() != "process":
+                task.cancel()
+        if processing:
+            await asyncio.wait(processing, timeout=self._grace)
+        await super().stop()
+
+
+class SaqDispatcher:
+    """TransferDispatcher of the API process when REDIS_URL is set."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    async def transfer_accepted(self, transfer_id: str) -> None:
+        await self._enqueue(transfer_id, 0)
+
+    async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
+        """An operator made a failed transfer due again."""
+        await self._enqueue(transfer_id, attempt)
+
+    async def _enqueue(self, transfer_id: str, attempt: int) -> None:
+        try:
+            await enqueue_settlement(self.queue, transfer_id, attempt)
+        except Exception:  # the transfer is committed: the sweep will enqueue it
+            log.exception("could not enqueue the settlement of %s", transfer_id)
+
+    async def queue_depth(self) -> dict[str, int]:
+        return {
+            "queued": await self.queue.count("queued"),
+            "active": await self.queue.count("active"),
+            "incomplete": await self.queue.count("incomplete"),
+        }
+
+
+class SaqSettlement:
+    """What a SAQ worker does: settle one transfer per job, schedule retries, sweep."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        settlement: SettlementService,
+        clock: Clock,
+        queue: Queue,
+        *,
+        sweep_after: timedelta = timedelta(seconds=30),
+        sweep_batch: int = 500,
+    ) -> None:
+        self._store = store
+        self._settlement = settlement
+        self._now = clock
+        self.queue = queue
+        self._sweep_after = sweep_after
+        self._sweep_batch = sweep_batch
+        self.settled = 0
+        self.failed = 0
+
+    async def settle(self, transfer_id: str) -> SettlementResult:
+        result = await self._settlement.settle(transfer_id)
+        if result.outcome is Outcome.SETTLED:
+            self.settled += 1
+        elif result.outcome in (Outcome.RETRY_LATER, Outcome.REFUNDED):
+            self.failed += 1
+        if result.outcome is Outcome.RETRY_LATER:
+            transfer = await self._store.get_transfer(transfer_id)
+            if transfer is not None and transfer.next_attempt_at is not None:
+                await enqueue_settlement(
+                    self.queue,
+                    transfer_id,
+                    transfer.attempts,
+                    at=transfer.next_attempt_at.timestamp(),
+                )
+        return result
+
+    async def sweep(self) -> int:
+        """Re-enqueue PENDING transfers that waited too long; returns how many were enqueued."""
+        now = self._now()
+        overdue = await self._store.overdue_transfers(now - self._sweep_after, self._sweep_batch)
+        # One key per sweep round: workers sweeping together enqueue each transfer once, and
+        # a job stuck in Redis (its worker killed) cannot block the next round.
+        round_ = f"sweep{int(now.timestamp() // max(self._sweep_after.total_seconds(), 1))}"
+        enqueued = 0
+        for transfer in overdue:
+            if await enqueue_settlement(self.queue, transfer.id, transfer.attempts, round_=round_):
+                enqueued += 1
+        if enqueued:
+            log.warning("sweep re-enqueued %d overdue transfers", enqueued)
+        return enqueued
+
+
+async def run_saq_worker(
+    container: Any, concurrency: int, loop: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """`dompet worker --queue saq`: SAQ's worker, plus our heartbeat and sweep, until a signal.
+
+    SIGTERM/SIGINT: SAQ stops taking jobs and waits (grace period) for the ones in flight.
+    """
+    from dompet.worker.inprocess import worker_name
+
+    settings = container.settings
+    queue = container.saq_queue
+    if queue is None:
+        queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+        await queue.connect()
+        container.saq_queue = queue  # disconnected by container.aclose()
+    runner = SaqSettlement(
+        container.store,
+        container.settlement,
+        container.clock,
+        queue,
+        sweep_after=timedelta(seconds=settings.saq_sweep_after_seconds),
+    )
+    worker_id = worker_name("saq")
+    heartbeat = Heartbeat(
+        container.store,
+        container.clock,
+        worker_id,
+        "saq",
+        lambda: (runner.settled, runner.failed),
+        settings.worker_heartbeat_seconds,
+        {"queue": settings.saq_queue_name, "concurrency": str(concurrency)},
+    )
+
+    async def settle_transfer(ctx: Any, *, transfer_id: str) -> str:
+        return (await runner.settle(transfer_id)).outcome.value
+
+    async def started(ctx: Any) -> None:  # SAQ has installed its signal handlers by now
+        await heartbeat.beat(force=True)
+
+    worker = GracefulWorker(
+        queue,
+        functions=[(SETTLE, settle_transfer)],
+        startup=started,
+        id=worker_id,
+        concurrency=concurrency,
+        grace=30.0,  # for the jobs in flight when asked to stop
+        dequeue_timeout=1.0,  # idle loops notice a stop within a second
+    )
+    stopping = asyncio.Event()
+
+    async def upkeep() -> None:
+        last_sweep = 0.0
+        clock = asyncio.get_running_loop().time
+        while not stopping.is_set():
+            if heartbeat.has_beaten:
+                await heartbeat.beat()
+            if clock() - last_sweep >= settings.saq_sweep_seconds:
+                last_sweep = clock()
+                try:
+                    await runner.sweep()
+                except Exception:
+                    log.exception("SAQ sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(settings.worker_heartbeat_seconds, 1))
+
+    task = asyncio.create_task(upkeep(), name="saq-upkeep")
+    try:
+        await worker.start()  # returns after SIGTERM/SIGINT, once in-flight jobs are done
+    finally:
+        stopping.set()
+        await task
+        await heartbeat.beat(force=True, state="stopped")
