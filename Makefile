@@ -16,6 +16,7 @@ BIN := .venv/bin
 # Only lint directories that exist (bench/ may not yet).
 LINT_DIRS := $(wildcard src tests bench)
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: help bootstrap run test lint fmt bench clean distclean example-data
 
@@ -48,7 +49,7 @@ fmt: bootstrap
 
 bench: bootstrap
 	@if [ -d bench ]; then \
-		$(BIN)/python -m bench; \
+		$(BIN)/python -m bench $(ARGS); \
 	else \
 		echo "bench: no bench/ package yet (placeholder)"; \
 	fi

@@ -13,19 +13,21 @@ from dompet.domain.errors import Unauthenticated
 bearer = HTTPBearer(auto_error=False, description="The access_token from POST /login")
 
 
-def container(request: Request) -> Container:
+async def container(request: Request) -> Container:
+    """Async, as every dependency here: a plain def would run in the thread pool."""
     built: Container = request.app.state.container
     return built
 
 
-def current_user(
+async def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The user id of the caller's valid access token; 401 Unauthenticated otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
-    return container(request).wallet.authenticate(credentials.credentials)
+    built: Container = request.app.state.container
+    return built.wallet.authenticate(credentials.credentials)
 
 
 ContainerDep = Annotated[Container, Depends(container)]

@@ -1,0 +1,1 @@
+"""``python -m bench``: drive Dompet over real HTTP with wrk and measure its limits."""

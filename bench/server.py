@@ -1,0 +1,149 @@
+"""Start an ASGI app under uvicorn (as `dompet serve` does), watch its memory, stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        except OSError:
+            continue
+        found.extend(int(p) for p in text.split())
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo.extend(_children(current))
+    return pids
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Server:
+    """One uvicorn server process (and its workers), bound to a free local port."""
+
+    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._peak_kib = 0
+        self._sampling = False
+        self._thread: threading.Thread | None = None
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}; see {self._log.name}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as resp:  # noqa: S310
+                    if resp.status < 500:
+                        return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout:.0f}s; see {self._log.name}")
+
+    def rss_kib(self) -> int:
+        """Resident memory of the whole process tree now (master + workers)."""
+        return sum(_status_kib(p, "VmRSS") for p in process_tree(self.proc.pid))
+
+    def max_process_hwm_kib(self) -> int:
+        """The largest peak RSS (VmHWM) of any one process of the tree so far."""
+        return max(_status_kib(p, "VmHWM") for p in process_tree(self.proc.pid))
+
+    def start_sampling(self) -> None:
+        self._peak_kib = 0
+        self._sampling = True
+
+        def sample() -> None:
+            while self._sampling:
+                self._peak_kib = max(self._peak_kib, self.rss_kib())
+                time.sleep(0.1)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop_sampling(self) -> float:
+        """Stop sampling; the peak RSS of the process tree in MB while sampling."""
+        self._sampling = False
+        if self._thread is not None:
+            self._thread.join()
+        return max(self._peak_kib, self.rss_kib()) / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()

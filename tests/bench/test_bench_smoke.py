@@ -1,0 +1,45 @@
+"""`python -m bench --quick` runs end to end and reports sane figures (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "bench", "--quick", "--duration", "1", "--connections", "8"]
+    cmd += ["--entries", "300", "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(out.read_text())
+    names = [f["name"] for f in report["figures"]]
+    assert names == [
+        "bare FastAPI POST /pay",
+        "POST /pay",
+        "POST /transfer",
+        "POST /tabung",
+        "GET /transactions?limit=50",
+        "GET /transactions?limit=50, 4 conns",
+        "GET /transactions (all 300)",
+        "store alone: pay journal",
+    ]
+    for fig in report["figures"]:
+        assert fig["requests"] > 0, fig
+        assert fig["rps"] > 0, fig
+        assert fig["errors"] == 0, fig
+        assert 0 < fig["p50_ms"] <= fig["p99_ms"], fig
+    http = [f for f in report["figures"] if not f["name"].startswith("store alone")]
+    assert all(f["peak_mb"] > 0 for f in http)
+    transfer = report["figures"][2]
+    assert transfer["extra"]["settled"] > 0
+    assert 0 < transfer["extra"]["lag_p50_ms"] <= transfer["extra"]["lag_p99_ms"]
+    assert report["figures"][6]["extra"]["entries_returned"] == 300
+    assert report["peak_process_mb"] > 0
+    assert set(report["ratios"]) == {"pay / bare FastAPI", "pay / store alone"}
+    assert all(r > 0 for r in report["ratios"].values())
+    assert "ratio pay / bare FastAPI" in run.stdout

@@ -1,0 +1,93 @@
+"""Concurrent writers: each one's transaction stands or falls alone, and all of them commit.
+
+On SQLite the writes of a process share one connection and commit in groups (SAVEPOINT per
+caller, one COMMIT per batch; storage/sql/group_commit.py); on PostgreSQL each writer has its
+own transaction. The contract is the same on every engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from dompet.domain.errors import InsufficientFunds, PhoneTaken
+from dompet.domain.invariants import check
+from dompet.domain.ledger import wallet_account
+from dompet.storage import migrate, open_store
+from dompet.storage.port import LedgerStore
+from dompet.storage.sql.store import SqlStore
+from tests.contract.helpers import new_user, pay, top_up
+
+
+async def test_concurrent_writers_all_commit(store: LedgerStore, database_url: str) -> None:
+    users = [await new_user(store) for _ in range(8)]
+    await asyncio.gather(*(top_up(store, u.id, 1000) for u in users))
+    await asyncio.gather(*(pay(store, u.id, 1) for u in users for _ in range(25)))
+
+    # Durable and visible to a fresh connection (another store, as another process would).
+    other = await open_store(database_url)
+    try:
+        for user in users:
+            assert await other.balance(wallet_account(user.id)) == 1000 - 25
+            assert len(await other.entries(wallet_account(user.id))) == 26
+        assert check(await other.snapshot()).ok
+    finally:
+        await other.close()
+
+
+async def test_a_failing_writer_in_a_batch_leaves_the_others_alone(store: LedgerStore) -> None:
+    rich, poor = await new_user(store), await new_user(store)
+    await top_up(store, rich.id, 100)
+    await top_up(store, poor.id, 10)
+
+    async def attempt(user_id: str, amount: int) -> str:
+        try:
+            await pay(store, user_id, amount)
+        except InsufficientFunds:
+            return "refused"
+        return "paid"
+
+    # Interleaved so that refused and accepted payments share the same batches.
+    plan = [(rich.id, 1), (poor.id, 50)] * 20 + [(poor.id, 1)] * 5
+    outcomes = await asyncio.gather(*(attempt(u, a) for u, a in plan))
+
+    assert outcomes.count("refused") == 20
+    assert outcomes.count("paid") == 25
+    assert await store.balance(wallet_account(rich.id)) == 80
+    assert await store.balance(wallet_account(poor.id)) == 5
+    # The refused payments left nothing behind: no journal, no posting, no balance change.
+    assert len(await store.entries(wallet_account(poor.id))) == 6
+    assert check(await store.snapshot()).ok
+
+
+async def test_a_unique_key_clash_in_a_batch_is_reported_and_isolated(store: LedgerStore) -> None:
+    """Two users with one phone number in the same batch: one commits, one gets PhoneTaken."""
+    first = await new_user(store)
+    taken = await asyncio.gather(
+        *(new_user(store) for _ in range(5)),
+        store.add_user(first, "hash"),
+        return_exceptions=True,
+    )
+    assert isinstance(taken[-1], PhoneTaken)
+    assert all(not isinstance(t, BaseException) for t in taken[:-1])
+    assert await store.get_user(first.id) is not None
+
+
+async def test_sqlite_writes_share_commits(tmp_path: Path) -> None:
+    """SQLite batches concurrent writers into fewer COMMITs (the point of group commit)."""
+    url = f"sqlite:///{tmp_path / 'group.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        user = await new_user(store)
+        await top_up(store, user.id, 1000)
+        writer = store._group
+        assert writer is not None
+        before_commits, before_committed = writer.commits, writer.committed
+        await asyncio.gather(*(pay(store, user.id, 1) for _ in range(50)))
+        assert writer.committed - before_committed == 50
+        assert writer.commits - before_commits < 50
+        assert await store.balance(wallet_account(user.id)) == 950
+    finally:
+        await store.close()
