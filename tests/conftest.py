@@ -22,7 +22,7 @@ from dompet.storage.port import LedgerStore
 
 pytest_plugins = ["tests.support.fixtures"]
 
-ENGINES = ["sqlite", "postgresql"]
+ENGINES = ["sqlite", "postgresql", "mongodb"]
 
 
 def fast_settings(database_url: str, **overrides: object) -> Settings:
@@ -37,6 +37,8 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
         "settle_retry_base_seconds": 0.05,
         "settle_retry_max_seconds": 0.2,
         "log_json": False,
+        # Lets MongoDB run on the nx-27017 test server; no effect on a real replica set.
+        "mongodb_allow_standalone": True,
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -53,20 +55,37 @@ def raw_database_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRe
     """An empty database of the engine under test (not migrated)."""
     if engine_name == "sqlite":
         return f"sqlite:///{tmp_path / 'dompet.db'}"
+    if engine_name == "mongodb":
+        mongo: str = request.getfixturevalue("mongo_url")
+        return mongo
     url: str = request.getfixturevalue("postgres_db_url")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _skip_concurrency_on_wire_server(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``concurrency`` need a real MongoDB replica set, not nx-27017."""
+    callspec = getattr(request.node, "callspec", None)
+    engine = callspec.params.get("engine_name") if callspec is not None else None
+    if engine != "mongodb" or request.node.get_closest_marker("concurrency") is None:
+        return
+    if not request.getfixturevalue("mongo_server").is_real:
+        pytest.skip(
+            "SKIPPED: MongoDB concurrency test needs a real replica set (set MONGODB_TEST_URL); "
+            "the nx-27017 wire-protocol server's transactions are not safe under concurrency"
+        )
 
 
 @pytest.fixture
 async def database_url(raw_database_url: str) -> str:
     """A fresh database with every migration applied."""
-    await migrate(raw_database_url)
+    await migrate(raw_database_url, mongodb_allow_standalone=True)
     return raw_database_url
 
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[LedgerStore]:
-    opened = await open_store(database_url)
+    opened = await open_store(database_url, mongodb_allow_standalone=True)
     try:
         yield opened
     finally:

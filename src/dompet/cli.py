@@ -27,7 +27,15 @@ def migrate() -> None:
     from dompet.storage import migrate as run_migrations
 
     settings = Settings()
-    applied = asyncio.run(run_migrations(settings.database_url))
+    try:
+        applied = asyncio.run(
+            run_migrations(
+                settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+            )
+        )
+    except RuntimeError as exc:  # e.g. MongoDB that is not a replica set: say why, no traceback
+        console.print(f"[red]migrate refused[/red]: {exc}")
+        raise typer.Exit(2) from exc
     if applied:
         console.print(f"applied migrations: {', '.join(applied)}")
     else:
@@ -145,7 +153,9 @@ def reconcile() -> None:
 async def _reconcile(settings: Settings) -> InvariantReport:
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         return check(await store.snapshot())
     finally:
@@ -192,7 +202,9 @@ async def _load(settings: Settings, folder: Path, force: bool) -> InvariantRepor
     from dompet.storage import open_store
 
     total = read_manifest(folder).total
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         if not force and not await store.is_empty():
             raise DatabaseNotEmpty("the database is not empty (use --force to add to it)")
@@ -214,7 +226,9 @@ async def _dump(settings: Settings, folder: Path) -> Manifest:
     from dompet.dataio.folder import dump
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         with _progress() as bar:
             task = bar.add_task("dumping", total=None)
@@ -268,7 +282,9 @@ async def _create_operator(settings: Settings, username: str, password: str) -> 
     from dompet.services.ports import utc_now
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         operator = await OperatorService(store, pin_hasher(settings), utc_now).create(
             username, password
@@ -284,7 +300,9 @@ async def _create_operator(settings: Settings, username: str, password: str) -> 
 async def _set_blocked(settings: Settings, account_id: str, blocked: bool) -> None:
     from dompet.storage import open_store
 
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
     try:
         changed = await store.set_account_blocked(account_id, blocked)
     finally:

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # -- MongoDB engine (issue 5) --
+    mongodb_allow_standalone: bool = False
+    """Accept a MongoDB server that is not a replica set (test-only: the nx-27017 server)."""
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":

@@ -76,7 +76,9 @@ class Container:
     async def build(
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
-        store = store or await open_store(settings.database_url)
+        store = store or await open_store(
+            settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+        )
         pins = pin_hasher(settings)
         tokens = JwtTokens(
             settings.jwt_secret.get_secret_value(),

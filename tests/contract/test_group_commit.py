@@ -25,7 +25,7 @@ async def test_concurrent_writers_all_commit(store: LedgerStore, database_url: s
     await asyncio.gather(*(pay(store, u.id, 1) for u in users for _ in range(25)))
 
     # Durable and visible to a fresh connection (another store, as another process would).
-    other = await open_store(database_url)
+    other = await open_store(database_url, mongodb_allow_standalone=True)
     try:
         for user in users:
             assert await other.balance(wallet_account(user.id)) == 1000 - 25

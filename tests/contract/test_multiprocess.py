@@ -23,7 +23,7 @@ PROCESSES, ATTEMPTS, PRICE, AFFORDABLE = 3, 40, 100, 50
 
 def _pay_many(database_url: str, user_id: str, results: multiprocessing.Queue[int]) -> None:
     async def run() -> int:
-        store = await open_store(database_url)
+        store = await open_store(database_url, mongodb_allow_standalone=True)
         succeeded = 0
         try:
             for _ in range(ATTEMPTS):

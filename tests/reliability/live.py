@@ -53,6 +53,8 @@ def process_env(database_url: str, **extra: str) -> dict[str, str]:
             "LOGIN_MAX_FAILURES": "1000",
             "LOG_LEVEL": "warning",
             "PYTHONUNBUFFERED": "1",
+            # For the nx-27017 test server; no effect on a real MongoDB replica set.
+            "MONGODB_ALLOW_STANDALONE": "1",
         }
     )
     env.update(extra)
@@ -308,7 +310,7 @@ async def make_users(base_url: str, count: int, opening_balance: int) -> list[Us
 # -- verdict ------------------------------------------------------------------------------------
 async def wait_until_settled(database_url: str, patience: float = 120.0) -> None:
     """Wait (bounded) until no transfer is PENDING; the worker must get there by itself."""
-    store = await open_store(database_url)
+    store = await open_store(database_url, mongodb_allow_standalone=True)
     try:
         deadline = time.monotonic() + patience
         while True:
@@ -326,7 +328,7 @@ async def verify_ledger(
     database_url: str, users: Sequence[User], ops: Sequence[Op], opening_balance: int
 ) -> dict[str, int]:
     """Everything accepted is in the ledger exactly once; money is conserved; no overdraft."""
-    store = await open_store(database_url)
+    store = await open_store(database_url, mongodb_allow_standalone=True)
     try:
         report = check(await store.snapshot())
         assert report.ok, report.violations

@@ -35,6 +35,7 @@ KILLS = 5
 
 
 @pytest.mark.slow
+@pytest.mark.concurrency  # API and worker processes, many clients: a real server on MongoDB
 async def test_sigkill_during_a_storm_loses_nothing_accepted(
     database_url: str, tmp_path: Path, engine_name: str
 ) -> None:

@@ -1,13 +1,18 @@
 """``dompet reconcile``: exit 0 on a sound ledger, non-zero naming each corruption (every engine).
 
-The ledger is corrupted with raw SQL, as a bug or a hand-edit would, one invariant at a time.
+The ledger is corrupted with raw SQL (raw MongoDB writes on MongoDB), as a bug or a hand-edit
+would, one invariant at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import WriteError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
@@ -21,7 +26,7 @@ from dompet.domain.ledger import (
     transfer_out_journal,
 )
 from dompet.domain.transfers import Transfer, TransferStatus
-from dompet.storage import open_store
+from dompet.storage import engine_of, open_store
 from dompet.storage.sql.engine import create_engines
 from tests.contract.helpers import new_user, now
 from tests.reliability.live import reconcile_exit_code
@@ -29,7 +34,7 @@ from tests.reliability.live import reconcile_exit_code
 
 async def busy_ledger(database_url: str) -> dict[str, str]:
     """Top-ups, a payment, a settled and a pending transfer; returns ids to corrupt."""
-    store = await open_store(database_url)
+    store = await open_store(database_url, mongodb_allow_standalone=True)
     try:
         alice, bob = await new_user(store), await new_user(store)
         await store.post_journal(topup_journal(new_id(), alice.id, 10_000, now()))
@@ -83,10 +88,54 @@ async def run_sql(database_url: str, *statements: str, **params: str) -> None:
 async def reconcile(database_url: str) -> tuple[int, str]:
     """The CLI command, in-process (its own event loop, in a thread)."""
     runner = CliRunner()
-    result = await asyncio.to_thread(
-        runner.invoke, cli, ["reconcile"], env={"DATABASE_URL": database_url}
-    )
+    env = {"DATABASE_URL": database_url, "MONGODB_ALLOW_STANDALONE": "1"}  # nx-27017 only
+    result = await asyncio.to_thread(runner.invoke, cli, ["reconcile"], env=env)
     return result.exit_code, result.output
+
+
+async def _first_leg(db: AsyncDatabase[dict[str, Any]], account: str, last: bool = False) -> Any:
+    doc = await db.postings.find_one(
+        {"account_id": account, "seq": {"$gte": 1}}, sort=[("seq", -1 if last else 1)]
+    )
+    assert doc is not None
+    return doc["_id"]
+
+
+async def _mongo_corruption(
+    name: str, db: AsyncDatabase[dict[str, Any]], ids: dict[str, str]
+) -> None:
+    """The same corruptions as CORRUPTIONS, made with raw MongoDB writes."""
+    alice = ids["alice"]
+    if name == "balance without postings":
+        await db.accounts.update_one({"_id": alice}, {"$inc": {"balance": 7}})
+    elif name == "posting amount changed":
+        await db.postings.update_one({"_id": await _first_leg(db, alice)}, {"$inc": {"amount": 1}})
+    elif name == "entry arithmetic broken":
+        leg = await _first_leg(db, alice)
+        await db.postings.update_one({"_id": leg}, {"$inc": {"balance_after": 3}})
+    elif name == "chain broken":
+        leg = await _first_leg(db, alice, last=True)
+        await db.postings.update_one(
+            {"_id": leg}, {"$inc": {"balance_before": 5, "balance_after": 5}}
+        )
+    elif name == "transfer flipped without settling":
+        await db.transfers.update_one({"_id": ids["transfer"]}, {"$set": {"status": "SUCCESS"}})
+    elif name == "posting deleted":
+        await db.postings.delete_one({"account_id": "system:payments"})
+    else:  # pragma: no cover
+        raise AssertionError(name)
+
+
+async def corrupt(database_url: str, name: str, ids: dict[str, str]) -> None:
+    if engine_of(database_url) != "mongodb":
+        statements, _expected = CORRUPTIONS[name]
+        await run_sql(database_url, *statements, bob_or_alice=ids["alice"], **ids)
+        return
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(database_url)
+    try:
+        await _mongo_corruption(name, client.get_default_database(), ids)
+    finally:
+        await client.close()
 
 
 CORRUPTIONS: dict[str, tuple[list[str], str]] = {
@@ -153,8 +202,8 @@ async def test_reconcile_passes_on_a_sound_ledger(database_url: str) -> None:
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 async def test_reconcile_names_each_violation(database_url: str, name: str) -> None:
     ids = await busy_ledger(database_url)
-    statements, expected = CORRUPTIONS[name]
-    await run_sql(database_url, *statements, bob_or_alice=ids["alice"], **ids)
+    _statements, expected = CORRUPTIONS[name]
+    await corrupt(database_url, name, ids)
     code, output = await reconcile(database_url)
     assert code == 1, output
     assert "VIOLATION" in output
@@ -164,6 +213,12 @@ async def test_reconcile_names_each_violation(database_url: str, name: str) -> N
 async def test_the_database_itself_refuses_a_negative_balance(database_url: str) -> None:
     """Defence in depth: a CHECK constraint; and reconcile still reports one if it gets in."""
     ids = await busy_ledger(database_url)
+    if engine_of(database_url) == "mongodb":
+        await mongo_negative_balance(database_url, ids["bob"])
+        code, output = await reconcile(database_url)
+        assert code == 1
+        assert "negative balance -5" in output
+        return
     with pytest.raises(IntegrityError):
         await run_sql(database_url, "UPDATE accounts SET balance = -5 WHERE id = :bob", **ids)
     if "sqlite" in database_url:
@@ -174,6 +229,24 @@ async def test_the_database_itself_refuses_a_negative_balance(database_url: str)
     code, output = await reconcile(database_url)
     assert code == 1
     assert "negative balance -5" in output
+
+
+async def mongo_negative_balance(database_url: str, account: str) -> None:
+    """The accounts validator (minimum 0) refuses it on a real server; bypass it to get one in.
+
+    nx-27017 does not enforce validators, so there only the second half is exercised.
+    """
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(database_url)
+    db = client.get_default_database()
+    try:
+        if "setName" in await client.admin.command("hello"):  # a real replica set
+            with pytest.raises(WriteError):
+                await db.accounts.update_one({"_id": account}, {"$set": {"balance": -5}})
+        await db.accounts.update_one(
+            {"_id": account}, {"$set": {"balance": -5}}, bypass_document_validation=True
+        )
+    finally:
+        await client.close()
 
 
 async def test_the_installed_command_exits_non_zero(sqlite_url: str) -> None:

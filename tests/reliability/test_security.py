@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from dompet.domain.ids import new_id
+from dompet.storage import engine_of
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.tables import users
@@ -252,6 +253,23 @@ async def test_pins_never_appear_in_responses_logs_or_the_database(
     assert caplog.records, "expected the app (at least SQLAlchemy) to log something"
     assert pin not in logged
     assert wrong not in logged
+    stored = await stored_pin_hash(database_url, phone)
+    assert stored.startswith("$argon2id$")
+    assert pin not in stored
+
+
+async def stored_pin_hash(database_url: str, phone: str) -> str:
+    """The pin_hash column (or field) as the database holds it, read raw."""
+    if engine_of(database_url) == "mongodb":
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(database_url)
+        try:
+            doc = await client.get_default_database().users.find_one({"phone_number": phone})
+        finally:
+            await client.close()
+        assert doc is not None
+        return str(doc["pin_hash"])
     writer, _reader = create_engines(database_url)
     try:
         async with writer.connect() as conn:
@@ -260,8 +278,7 @@ async def test_pins_never_appear_in_responses_logs_or_the_database(
             ).one()
     finally:
         await writer.dispose()
-    assert stored.startswith("$argon2id$")
-    assert pin not in stored
+    return str(stored)
 
 
 # -- login throttling --------------------------------------------------------------------------

@@ -297,7 +297,7 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_random_operation_sequences_keep_the_ledger_sound(raw_database_url: str) -> None:
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(migrate(raw_database_url))
+        loop.run_until_complete(migrate(raw_database_url, mongodb_allow_standalone=True))
         context = AppContext(fast_settings(raw_database_url, worker_enabled=False))
         app = loop.run_until_complete(context.__aenter__())
         try:

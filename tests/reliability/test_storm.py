@@ -43,6 +43,7 @@ async def server(database_url: str, tmp_path: Path) -> AsyncIterator[ApiServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.concurrency  # API and worker processes, many clients: a real server on MongoDB
 async def test_storm_conserves_money_and_credits_every_transfer_once(
     server: ApiServer, database_url: str
 ) -> None:

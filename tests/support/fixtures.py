@@ -5,6 +5,9 @@ Register from tests/conftest.py with ``pytest_plugins = ["tests.support.fixtures
 * ``postgres_server`` (session): a private PostgreSQL cluster (:class:`PostgresServer`).
 * ``postgres_db_url`` (function): a fresh, empty database on it; dropped afterwards.
 * ``redis_server`` (session): a private redis-server (:class:`RedisServer`).
+* ``mongo_server`` (session): a real replica set from ``MONGODB_TEST_URL`` (:class:`ExternalMongo`)
+  or else the nx-27017 wire-protocol server started here (:class:`MongoWireServer`).
+* ``mongo_url`` (function): a ``mongodb://`` URL naming a new database; dropped afterwards.
 * ``chromium_executable`` (session): path of Debian's chromium.
 
 When the software is not installed the test is skipped with a "SKIPPED: ..." reason,
@@ -19,12 +22,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.servers import (
+    ExternalMongo,
+    MongoWireServer,
     PostgresServer,
     RedisServer,
     ServerUnavailable,
     chromium_path,
+    new_mongo_database_name,
     require_or_skip,
 )
+
+MongoServer = ExternalMongo | MongoWireServer
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +76,29 @@ def chromium_executable() -> str:
     if path is None:
         require_or_skip(ServerUnavailable("Chromium not found (apt-get install chromium)"))
     return path
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    external = ExternalMongo.from_env()
+    if external is not None:
+        yield external
+        return
+    try:
+        server = MongoWireServer.start(tmp_path_factory.mktemp("nx27017"))
+    except ServerUnavailable as exc:
+        require_or_skip(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongo_url(mongo_server: MongoServer) -> Iterator[str]:
+    """``mongodb://`` URL of a new, empty database, dropped after the test."""
+    name = new_mongo_database_name()
+    try:
+        yield mongo_server.database_url(name)
+    finally:
+        mongo_server.drop_database(name)

@@ -23,8 +23,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.parse
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn, Self
@@ -33,6 +36,8 @@ import asyncpg
 import pytest
 
 __all__ = [
+    "ExternalMongo",
+    "MongoWireServer",
     "PostgresServer",
     "RedisServer",
     "ServerStartError",
@@ -528,3 +533,165 @@ class RedisServer(_ManagedServer):
             _terminate(self.proc, signal.SIGTERM, STOP_TIMEOUT)
             self.proc = None
         self._cleanup()
+
+
+# --------------------------------------------------------------------------- MongoDB
+
+MONGODB_TEST_URL_ENV = "MONGODB_TEST_URL"
+
+
+def _mongo_ping(url: str, timeout_ms: int = 1000) -> bool:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _drop_mongo_database(url: str, name: str) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    """``url`` with its path (the database name) replaced by ``name``, options kept."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def new_mongo_database_name() -> str:
+    return f"dompet_test_{uuid.uuid4().hex[:16]}"
+
+
+class MongoWireServer(_ManagedServer):
+    """The nx-27017 MongoDB wire-protocol server (SQLite underneath), from PyPI.
+
+    Not a replica set and not safe under concurrent transactions: the store must be opened
+    with ``mongodb_allow_standalone=True`` and concurrency tests are skipped on it.
+    """
+
+    is_real = False
+
+    def __init__(self, base_dir: Path, port: int) -> None:
+        self.base_dir = base_dir
+        self.data_dir = base_dir / "data"
+        self.log_path = base_dir / "nx-27017.log"
+        self.port = port
+        self.proc = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://{HOST}:{self.port}/?directConnection=true"
+
+    def database_url(self, name: str) -> str:
+        return _with_database(self.url, name)
+
+    def drop_database(self, name: str) -> None:
+        _drop_mongo_database(self.url, name)
+
+    @classmethod
+    def start(cls, tmpdir: str | os.PathLike[str]) -> MongoWireServer:
+        try:
+            import nx_27017  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - it is a locked dev dependency
+            raise ServerUnavailable("nx-27017 is not installed (uv sync --dev)") from exc
+        base_dir = Path(tempfile.mkdtemp(prefix="dompet-nx27017-", dir=os.fspath(tmpdir)))
+        last_error: ServerStartError | None = None
+        for _ in range(_PORT_ATTEMPTS):
+            server = cls(base_dir, find_free_port())
+            try:
+                server._launch()
+            except ServerStartError as exc:
+                server._kill()
+                last_error = exc
+                continue
+            else:
+                return server
+        shutil.rmtree(base_dir, ignore_errors=True)
+        assert last_error is not None
+        raise last_error
+
+    def _launch(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from nx_27017.nx_27017 import main; sys.exit(main())",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-file",
+            str(self.base_dir / "server.log"),
+            "--pid-file",
+            str(self.base_dir / "nx-27017.pid"),
+        ]
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _cleanup
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.base_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _running.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"nx-27017 exited with code {self.proc.returncode} during start-up:\n"
+                    + _read_log(self.log_path)
+                )
+            if _port_open(self.port) and _mongo_ping(self.url):
+                return
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"nx-27017 did not answer on {HOST}:{self.port} within {START_TIMEOUT:.0f}s:\n"
+            + _read_log(self.log_path)
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc, signal.SIGTERM, STOP_TIMEOUT)
+            self.proc = None
+        self._cleanup()
+
+
+class ExternalMongo:
+    """A real MongoDB replica set named by ``MONGODB_TEST_URL``: one database per test."""
+
+    is_real = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @classmethod
+    def from_env(cls) -> ExternalMongo | None:
+        url = os.environ.get(MONGODB_TEST_URL_ENV, "").strip()
+        return cls(url) if url else None
+
+    def database_url(self, name: str) -> str:
+        return _with_database(self.url, name)
+
+    def drop_database(self, name: str) -> None:
+        _drop_mongo_database(self.url, name)
+
+    def stop(self) -> None:
+        """Nothing to stop: the server is not ours."""

@@ -7,30 +7,39 @@ from dompet.storage.port import LedgerStore
 
 def engine_of(database_url: str) -> str:
     """'sqlite', 'postgresql' or 'mongodb', from the URL's scheme."""
-    scheme = database_url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = database_url.split(":", 1)[0].lower()
+    if scheme in ("mongodb", "mongodb+srv"):
+        return "mongodb"
+    scheme = scheme.split("+", 1)[0]
     if scheme == "sqlite":
         return "sqlite"
     if scheme in ("postgresql", "postgres"):
         return "postgresql"
-    if scheme in ("mongodb", "mongodb+srv"):
-        return "mongodb"
     raise ValueError(f"unsupported DATABASE_URL scheme: {scheme!r}")
 
 
-async def open_store(database_url: str) -> LedgerStore:
-    """Connect to the database named by ``database_url``; the caller closes the store."""
+async def open_store(database_url: str, *, mongodb_allow_standalone: bool = False) -> LedgerStore:
+    """Connect to the database named by ``database_url``; the caller closes the store.
+
+    ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
+    (the nx-27017 test server); without it such a server is refused at start-up.
+    """
     engine = engine_of(database_url)
     if engine == "mongodb":
-        raise ValueError("the MongoDB engine is not part of this build yet")
+        from dompet.storage.mongo.store import MongoStore
+
+        return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
     from dompet.storage.sql.store import SqlStore
 
     return await SqlStore.open(database_url)
 
 
-async def migrate(database_url: str) -> list[str]:
+async def migrate(database_url: str, *, mongodb_allow_standalone: bool = False) -> list[str]:
     """Bring the schema up to date; return the versions applied."""
     if engine_of(database_url) == "mongodb":
-        raise ValueError("the MongoDB engine is not part of this build yet")
+        from dompet.storage.mongo.migrations import upgrade as mongo_upgrade
+
+        return await mongo_upgrade(database_url, allow_standalone=mongodb_allow_standalone)
     from dompet.storage.sql.migrate import upgrade as sql_upgrade
 
     return await sql_upgrade(database_url)

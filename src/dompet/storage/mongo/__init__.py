@@ -1,0 +1,1 @@
+"""The MongoDB implementation of the storage port (PyMongo's native async client)."""
