@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -458,6 +459,28 @@ class MongoStore:
             statuses = await self._transfer_statuses([doc])
         return _entry(doc, statuses)
 
+    async def _misjournaled_transfers(self, s: Session) -> list[str]:
+        """Transfers whose journals do not match their status (see LedgerSnapshot)."""
+        kinds = (JournalKind.TRANSFER_OUT, JournalKind.TRANSFER_SETTLE, JournalKind.TRANSFER_REFUND)
+        counts: dict[str, Counter[str]] = {}
+        async for doc in self._db.journals.find(
+            {"kind": {"$in": [k.value for k in kinds]}}, {"kind": 1, "reference": 1}, session=s
+        ):
+            counts.setdefault(str(doc["reference"]), Counter())[doc["kind"]] += 1
+        wrong: list[str] = []
+        async for doc in self._db.transfers.find({}, {"status": 1}, session=s).sort(
+            "_id", ASCENDING
+        ):
+            seen = counts.pop(str(doc["_id"]), Counter())
+            status = TransferStatus(doc["status"])
+            if (
+                seen[JournalKind.TRANSFER_OUT.value] != 1
+                or seen[JournalKind.TRANSFER_SETTLE.value] != int(status is TransferStatus.SUCCESS)
+                or seen[JournalKind.TRANSFER_REFUND.value] != int(status is TransferStatus.FAILED)
+            ):
+                wrong.append(str(doc["_id"]))
+        return wrong
+
     async def snapshot(self) -> LedgerSnapshot:
         async def work(s: Session) -> LedgerSnapshot:
             balances = {
@@ -517,6 +540,7 @@ class MongoStore:
                 broken_entries=broken_entries,
                 broken_chains=broken_chains,
                 unbalanced_journals=unbalanced,
+                misjournaled_transfers=await self._misjournaled_transfers(s),
             )
 
         return await self._transaction(work)
