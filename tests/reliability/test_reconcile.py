@@ -122,6 +122,14 @@ async def _mongo_corruption(
         await db.transfers.update_one({"_id": ids["transfer"]}, {"$set": {"status": "SUCCESS"}})
     elif name == "posting deleted":
         await db.postings.delete_one({"account_id": "system:payments"})
+    elif name == "transfer credited twice":
+        settle = await db.journals.find_one(
+            {"reference": ids["settled"], "kind": "transfer_settle"}
+        )
+        assert settle is not None
+        await db.journals.insert_one({**settle, "_id": f"dup-{settle['_id']}"})
+    elif name == "transfer debit journal relabelled":
+        await db.journals.update_many({"reference": ids["transfer"]}, {"$set": {"kind": "payment"}})
     else:  # pragma: no cover
         raise AssertionError(name)
 
