@@ -110,6 +110,7 @@ class Container:
             worker = SettlementWorker(
                 store, settlement, clock, worker_config(settings, "api"), wake.wake
             )
+            wake.on_accepted = worker.settle_soon
         return cls(
             settings=settings,
             store=store,

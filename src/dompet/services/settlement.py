@@ -48,6 +48,31 @@ class SettlementService:
             return SettlementResult(transfer_id, Outcome.NOT_FOUND)
         return await self.settle_transfer(transfer)
 
+    async def try_settle_now(self, transfer_id: str) -> SettlementResult | None:
+        """First attempt at a fresh transfer, right after it was accepted, without a claim.
+
+        Returns None when the transfer needs the claimed path instead: it failed (the claimed
+        path records the failure and retries), or it is already being retried. Safe beside a
+        worker that claimed the same transfer: ``close_transfer`` credits only once.
+        """
+        transfer = await self._store.get_transfer(transfer_id)
+        if transfer is None or transfer.attempts > 0:
+            return None
+        if transfer.status is not TransferStatus.PENDING:
+            return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)
+        now = self._now()
+        journal = settlement_journal(
+            new_id(), transfer.id, transfer.target_id, transfer.amount, transfer.remarks, now
+        )
+        try:
+            done = await self._store.close_transfer(
+                transfer.id, TransferStatus.SUCCESS, journal, now
+            )
+        except Exception:  # DomainError (e.g. a blocked target) or the store: claimed path
+            log.debug("first settlement attempt of %s failed", transfer.id, exc_info=True)
+            return None
+        return SettlementResult(transfer.id, Outcome.SETTLED if done else Outcome.ALREADY_FINAL)
+
     async def settle_transfer(self, transfer: Transfer) -> SettlementResult:
         if transfer.status is not TransferStatus.PENDING:
             return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)

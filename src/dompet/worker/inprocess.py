@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,13 +33,18 @@ def worker_name(prefix: str = "worker") -> str:
 
 
 class WakeDispatcher:
-    """TransferDispatcher that wakes the in-process worker."""
+    """TransferDispatcher for the in-process worker: hands it each accepted transfer at once
+    (``on_accepted``, set when this process runs a worker), else wakes its claim loop."""
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
+        self.on_accepted: Callable[[str], None] | None = None
 
     async def transfer_accepted(self, transfer_id: str) -> None:
-        self.wake.set()
+        if self.on_accepted is not None:
+            self.on_accepted(transfer_id)
+        else:
+            self.wake.set()
 
     async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
         self.wake.set()
@@ -76,6 +82,7 @@ class SettlementWorker:
         self._config = config
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
+        self._first_attempts: set[asyncio.Task[None]] = set()
         self.settled = 0
         self.failed = 0
         self.heartbeat = Heartbeat(
@@ -98,6 +105,27 @@ class SettlementWorker:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+
+    def settle_soon(self, transfer_id: str) -> None:
+        """Try a just-accepted transfer at once, beside the claim loop (no claim, no batch:
+        the lowest settlement lag). A failure goes to the claim loop, which records it."""
+        if self._stopping.is_set():
+            self._wake.set()
+            return
+        task = asyncio.create_task(self._first_attempt(transfer_id))
+        self._first_attempts.add(task)
+        task.add_done_callback(self._first_attempts.discard)
+
+    async def _first_attempt(self, transfer_id: str) -> None:
+        try:
+            result = await self._settlement.try_settle_now(transfer_id)
+        except Exception:
+            log.exception("first settlement attempt of %s failed", transfer_id)
+            result = None
+        if result is None:
+            self._wake.set()
+        elif result.outcome is Outcome.SETTLED:
+            self.settled += 1
 
     async def run_once(self) -> list[SettlementResult]:
         """Claim one batch of due transfers and settle them (stopping early if asked to)."""
@@ -144,7 +172,13 @@ class SettlementWorker:
         finally:
             await self._shutdown()
 
+    async def finish_first_attempts(self) -> None:
+        """Wait until every first attempt handed over so far has finished."""
+        while self._first_attempts:
+            await asyncio.gather(*self._first_attempts, return_exceptions=True)
+
     async def _shutdown(self) -> None:
+        await self.finish_first_attempts()
         try:
             released = await self._store.release_claims(self._config.worker_id)
         except Exception:
