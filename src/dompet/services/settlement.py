@@ -60,14 +60,8 @@ class SettlementService:
             return None
         if transfer.status is not TransferStatus.PENDING:
             return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)
-        now = self._now()
-        journal = settlement_journal(
-            new_id(), transfer.id, transfer.target_id, transfer.amount, transfer.remarks, now
-        )
         try:
-            done = await self._store.close_transfer(
-                transfer.id, TransferStatus.SUCCESS, journal, now
-            )
+            done = await self._credit(transfer)
         except Exception:  # DomainError (e.g. a blocked target) or the store: claimed path
             log.debug("first settlement attempt of %s failed", transfer.id, exc_info=True)
             return None
@@ -76,20 +70,22 @@ class SettlementService:
     async def settle_transfer(self, transfer: Transfer) -> SettlementResult:
         if transfer.status is not TransferStatus.PENDING:
             return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)
-        now = self._now()
-        journal = settlement_journal(
-            new_id(), transfer.id, transfer.target_id, transfer.amount, transfer.remarks, now
-        )
         try:
-            done = await self._store.close_transfer(
-                transfer.id, TransferStatus.SUCCESS, journal, now
-            )
+            done = await self._credit(transfer)
         except DomainError as exc:
             return await self._failed_attempt(transfer, exc.message)
         except Exception as exc:
             log.exception("settlement of %s failed", transfer.id)
             return await self._failed_attempt(transfer, f"{type(exc).__name__}: {exc}")
         return SettlementResult(transfer.id, Outcome.SETTLED if done else Outcome.ALREADY_FINAL)
+
+    async def _credit(self, transfer: Transfer) -> bool:
+        """Credit the target and mark the transfer SUCCESS; False if it was already final."""
+        now = self._now()
+        journal = settlement_journal(
+            new_id(), transfer.id, transfer.target_id, transfer.amount, transfer.remarks, now
+        )
+        return await self._store.close_transfer(transfer.id, TransferStatus.SUCCESS, journal, now)
 
     async def _failed_attempt(self, transfer: Transfer, error: str) -> SettlementResult:
         attempts = transfer.attempts + 1
