@@ -6,9 +6,10 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
@@ -104,6 +105,8 @@ class SqlStore:
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
         self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
+        self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
+        self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
@@ -447,23 +450,50 @@ class SqlStore:
         before: int | None = None,
         oldest_first: bool = False,
     ) -> list[Entry]:
-        query = _entries_page(before is not None, oldest_first, limit is not None)
+        page = self._driver_select(
+            _entries_page, before is not None, oldest_first, limit is not None
+        )
         params: dict[str, Any] = {"account_id": account_id}
         if before is not None:
             params["before"] = before
         if limit is not None:
             params["limit"] = limit
         async with self._read() as conn:
-            rows = (await conn.execute(query, params)).all()
-        return [_entry(r) for r in rows]
+            rows = await self._driver_rows(conn, page, params)
+        return _entries(rows, self._driver_time)
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
-        query = _entries_query().where(
-            postings.c.journal_id == journal_id, postings.c.account_id == account_id
-        )
+        query = self._driver_select(_journal_entry_query)
         async with self._read() as conn:
-            row = (await conn.execute(query)).first()
-        return _entry(row) if row else None
+            rows = await self._driver_rows(
+                conn, query, {"journal_id": journal_id, "account_id": account_id}
+            )
+        return _entries(rows, self._driver_time)[0] if rows else None
+
+    def _driver_select(self, build: Callable[..., Any], *shape: bool) -> _DriverSelect:
+        """``build(*shape)``'s select, compiled once for this store's dialect."""
+        key = (build, *shape)
+        found = self._driver_selects.get(key)
+        if found is None:
+            found = self._driver_selects[key] = _DriverSelect(build(*shape), self._reader.dialect)
+        return found
+
+    async def _driver_rows(
+        self, conn: AsyncConnection, query: _DriverSelect, params: dict[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """Run ``query`` on ``conn``'s driver connection: bare rows, no SQLAlchemy result layer.
+
+        For the hot reads (a history page or all of it) SQLAlchemy's per-row processing cost
+        more than the query itself. One statement, so it needs no transaction of its own.
+        """
+        args = query.arguments(params)
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        if self._read_slots is not None:  # aiosqlite; reader statements run inline (engine.py)
+            rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(query.sql, args)
+            return rows
+        records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)  # asyncpg
+        return records
 
     async def snapshot(self) -> LedgerSnapshot:
         previous_after = (
@@ -1225,21 +1255,71 @@ def _entries_page(before: bool, oldest_first: bool, limited: bool) -> Any:
     return query
 
 
-def _entry(row: Row[Any]) -> Entry:
-    return Entry(
-        sequence=int(row.id),
-        account_id=row.account_id,
-        journal_id=row.journal_id,
-        kind=JournalKind(row.kind),
-        reference=row.reference,
-        amount=abs(int(row.amount)),
-        entry_type=EntryType.CREDIT if row.amount > 0 else EntryType.DEBIT,
-        balance_before=int(row.balance_before),
-        balance_after=int(row.balance_after),
-        remarks=row.remarks,
-        created_at=row.created_at,
-        status=EntryStatus(row.status or EntryStatus.SUCCESS),
+def _journal_entry_query() -> Any:
+    return _entries_query().where(
+        postings.c.journal_id == bindparam("journal_id"),
+        postings.c.account_id == bindparam("account_id"),
     )
+
+
+class _DriverSelect:
+    """A Core select compiled once for one dialect, to run on the driver connection itself.
+
+    The SQL is SQLAlchemy's own compilation of the one query definition; only the rows skip
+    SQLAlchemy's result layer. Its parameters are plain ints and strings (no bind processing).
+    """
+
+    __slots__ = ("_fixed", "_order", "sql")
+
+    def __init__(self, query: Any, dialect: Any) -> None:
+        compiled = query.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self._order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self._fixed = {
+            name: value.value if isinstance(value, Enum) else value
+            for name, value in compiled.params.items()
+        }
+
+    def arguments(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        """The positional arguments: ``params`` by name, the query's own constants otherwise."""
+        fixed = self._fixed
+        return tuple(params[n] if n in params else fixed[n] for n in self._order)
+
+
+def _sqlite_utc(stored: str) -> datetime:
+    """SQLite's stored ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC) as an aware datetime."""
+    return datetime.fromisoformat(stored + "+00:00")
+
+
+def _naive_utc(stored: datetime) -> datetime:
+    return stored.replace(tzinfo=UTC)
+
+
+_KINDS = {kind.value: kind for kind in JournalKind}
+_STATUSES = {status.value: status for status in EntryStatus}
+
+
+def _entries(rows: Sequence[Sequence[Any]], utc: Callable[[Any], datetime]) -> list[Entry]:
+    """Rows of :func:`_entries_query` as entries; a comprehension, the history's hot loop."""
+    kinds, statuses, success = _KINDS, _STATUSES, EntryStatus.SUCCESS
+    credit, debit = EntryType.CREDIT, EntryType.DEBIT
+    return [
+        Entry(
+            row[0],  # sequence
+            row[1],  # account_id
+            row[2],  # journal_id
+            kinds[row[3]],
+            row[4],  # reference
+            row[5] if row[5] > 0 else -row[5],
+            credit if row[5] > 0 else debit,
+            row[6],  # balance_before
+            row[7],  # balance_after
+            row[8],  # remarks
+            utc(row[9]),
+            statuses[row[10]] if row[10] else success,
+        )
+        for row in rows
+    ]
 
 
 def _user(row: Row[Any]) -> User:
