@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dompet.domain.ledger import Entry, EntryType, JournalKind
+from dompet.domain.ledger import Entry, EntryStatus, EntryType, JournalKind
 from dompet.domain.users import User
 
 DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -19,13 +21,27 @@ _ID_FIELD = {
     JournalKind.TRANSFER_REFUND: "transfer_id",
 }
 
+_TEXT: dict[StrEnum, str] = {member: member.value for member in (*EntryStatus, *EntryType)}
+"""An enum's plain text, looked up faster than ``.value``."""
+
 
 class WalletPresenter:
     def __init__(self, tz: ZoneInfo) -> None:
         self._tz = tz
 
     def when(self, moment: datetime) -> str:
-        return moment.astimezone(self._tz).strftime(DISPLAY_FORMAT)
+        """``moment`` in the display time zone as ``DISPLAY_FORMAT``; cheaper than strftime."""
+        local = moment.astimezone(self._tz)
+        if local.year < 1000:  # strftime does not pad %Y; keep its output exactly
+            return local.strftime(DISPLAY_FORMAT)
+        return "%04d-%02d-%02d %02d:%02d:%02d" % (  # noqa: UP031 -- the fastest exact form
+            local.year,
+            local.month,
+            local.day,
+            local.hour,
+            local.minute,
+            local.second,
+        )
 
     def user(self, user: User) -> dict[str, Any]:
         return {
@@ -65,18 +81,23 @@ class WalletPresenter:
             "created_date": self.when(entry.created_at),
         }
 
-    def transaction(self, entry: Entry, user_id: str) -> dict[str, Any]:
-        return {
-            _ID_FIELD[entry.kind]: entry.reference,
-            "status": entry.status.value,
-            "user_id": user_id,
-            "transaction_type": entry.entry_type.value,
-            "amount": entry.amount,
-            "remarks": entry.remarks,
-            "balance_before": entry.balance_before,
-            "balance_after": entry.balance_after,
-            "created_date": self.when(entry.created_at),
-        }
+    def transactions(self, entries: Sequence[Entry], user_id: str) -> list[dict[str, Any]]:
+        """The caller's history items (GET /transactions), in the order given."""
+        id_field, when = _ID_FIELD, self.when
+        return [
+            {
+                id_field[entry.kind]: entry.reference,
+                "status": _TEXT[entry.status],
+                "user_id": user_id,
+                "transaction_type": _TEXT[entry.entry_type],
+                "amount": entry.amount,
+                "remarks": entry.remarks,
+                "balance_before": entry.balance_before,
+                "balance_after": entry.balance_after,
+                "created_date": when(entry.created_at),
+            }
+            for entry in entries
+        ]
 
 
 class SavingsPresenter:

@@ -175,7 +175,7 @@ async def transactions(
     if limit is not None and len(entries) == limit:
         headers = {"X-Next-Cursor": str(entries[-1].sequence)}
     return json_response(
-        {"status": "SUCCESS", "result": [presenter.transaction(e, user_id) for e in entries]},
+        {"status": "SUCCESS", "result": presenter.transactions(entries, user_id)},
         headers=headers,
     )
 
