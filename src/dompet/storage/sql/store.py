@@ -73,7 +73,12 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-from dompet.storage.sql.engine import SQLITE_READERS, create_engines, is_sqlite
+from dompet.storage.sql.engine import (
+    POSTGRES_READERS,
+    SQLITE_READERS,
+    create_engines,
+    is_sqlite,
+)
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.tables import (
     Money,
@@ -104,7 +109,9 @@ class SqlStore:
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
         self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
-        self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
+        self._read_slots = asyncio.Semaphore(
+            SQLITE_READERS if engine_name == "sqlite" else POSTGRES_READERS
+        )
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
 
@@ -136,10 +143,6 @@ class SqlStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        if self._read_slots is None:
-            async with self._reader.connect() as conn:
-                yield conn
-            return
         async with self._read_slots, self._reader.connect() as conn:  # FIFO: no starvation
             yield conn
 
@@ -489,7 +492,7 @@ class SqlStore:
         args = query.arguments(params)
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
-        if self._read_slots is not None:  # aiosqlite; reader statements run inline (engine.py)
+        if self.engine_name == "sqlite":  # aiosqlite; reader statements run inline (engine.py)
             rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(query.sql, args)
             return rows
         records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)  # asyncpg
