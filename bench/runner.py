@@ -291,7 +291,8 @@ def run_dompet(
         while True:
             query = "/transactions?limit=200" + (f"&cursor={cursor}" if cursor else "")
             _, headers = http(base, "GET", query, token=history_token)
-            cursor = headers.get("X-Next-Cursor")
+            # dict(resp.headers) keeps the server's spelling: uvicorn sends it lower-case
+            cursor = {k.lower(): v for k, v in headers.items()}.get("x-next-cursor")
             if not cursor:
                 break
             cursors.append(cursor)
