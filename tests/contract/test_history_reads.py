@@ -1,0 +1,96 @@
+"""The SQL history read path: the page query's plan on SQLite, and reads' hold on connections.
+
+SqlStore.entries runs the compiled Core select on the driver connection (no SQLAlchemy result
+layer); these tests pin what makes a page cheap: the keyset index, primary-key joins, and at
+most a bounded number of reads holding a pooled connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from dompet.domain.ledger import wallet_account
+from dompet.storage import migrate, open_store
+from dompet.storage.port import LedgerStore
+from dompet.storage.sql.engine import POSTGRES_READERS, SQLITE_READERS
+from dompet.storage.sql.store import SqlStore, _entries_page
+from tests.contract.helpers import new_user, top_up
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """The SQL engines only (overrides conftest's, which includes MongoDB)."""
+    name: str = request.param
+    return name
+
+
+async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        user = await new_user(store)
+        await top_up(store, user.id, 10)
+        params = {"account_id": wallet_account(user.id), "before": 10**9, "limit": 50}
+        with sqlite3.connect(tmp_path / "plan.db") as db:
+            for shape, keyset in (
+                ((True, False, True), "(account_id=? AND id<?)"),
+                ((True, True, True), "(account_id=? AND id>?)"),
+                ((False, False, False), "(account_id=?)"),
+            ):
+                query = store._driver_select(_entries_page, *shape)
+                plan = [
+                    str(row[3])
+                    for row in db.execute(
+                        "EXPLAIN QUERY PLAN " + query.sql, query.arguments(params)
+                    )
+                ]
+                assert plan == [
+                    f"SEARCH postings USING INDEX ix_postings_account_id_id {keyset}",
+                    "SEARCH journals USING INDEX sqlite_autoindex_journals_1 (id=?)",
+                    "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN",
+                ], plan
+    finally:
+        await store.close()
+
+
+async def test_concurrent_reads_hold_a_bounded_number_of_connections(
+    store: LedgerStore,
+) -> None:
+    """64 history reads at once: no more than the read slots hold a pooled connection.
+
+    On PostgreSQL more would open overflow connections (a new backend each, closed again).
+    """
+    assert isinstance(store, SqlStore)
+    user = await new_user(store)
+    for amount in (1, 2, 3):
+        await top_up(store, user.id, amount)
+    held = {"now": 0, "most": 0}
+
+    def checkout(*_: Any) -> None:
+        held["now"] += 1
+        held["most"] = max(held["most"], held["now"])
+
+    def checkin(*_: Any) -> None:
+        held["now"] -= 1
+
+    engine = store._reader.sync_engine
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    try:
+        pages = await asyncio.gather(
+            *(store.entries(wallet_account(user.id), limit=2) for _ in range(64))
+        )
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
+    assert all([e.amount for e in page] == [3, 2] for page in pages)
+    slots = SQLITE_READERS if store.engine_name == "sqlite" else POSTGRES_READERS
+    assert 1 <= held["most"] <= slots
