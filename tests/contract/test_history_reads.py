@@ -94,3 +94,14 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
     assert all([e.amount for e in page] == [3, 2] for page in pages)
     slots = SQLITE_READERS if store.engine_name == "sqlite" else POSTGRES_READERS
     assert 1 <= held["most"] <= slots
+
+
+async def test_a_failed_driver_read_drops_its_connection(store: LedgerStore) -> None:
+    assert isinstance(store, SqlStore)
+    user = await new_user(store)
+    await top_up(store, user.id, 7)
+    for _ in range(POSTGRES_READERS + 1):  # more failures than slots: none is leaked
+        with pytest.raises(RuntimeError):
+            async with store._read_driver():
+                raise RuntimeError("the read failed")
+    assert [e.amount for e in await store.entries(wallet_account(user.id))] == [7]

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from dompet.domain.errors import (
     AccountBlocked,
@@ -145,6 +146,23 @@ class SqlStore:
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with self._read_slots, self._reader.connect() as conn:  # FIFO: no starvation
             yield conn
+
+    @asynccontextmanager
+    async def _read_driver(self) -> AsyncIterator[Any]:
+        """A read slot and a pooled connection's driver connection (aiosqlite or asyncpg).
+
+        For the hot reads that skip SQLAlchemy's execution layer (see ``_driver_rows``): half
+        the cost of ``_read`` per call. Back to the pool (reset) after; dropped on an error.
+        """
+        async with self._read_slots:
+            pooled = await self._reader.raw_connection()
+            try:
+                yield pooled.driver_connection
+            except BaseException:
+                await greenlet_spawn(pooled.invalidate)
+                raise
+            finally:
+                await greenlet_spawn(pooled.close)
 
     # -- wallet users ------------------------------------------------------------------------
     async def add_user(self, user: User, pin_hash: str) -> None:
@@ -461,15 +479,15 @@ class SqlStore:
             params["before"] = before
         if limit is not None:
             params["limit"] = limit
-        async with self._read() as conn:
-            rows = await self._driver_rows(conn, page, params)
+        async with self._read_driver() as driver:
+            rows = await self._driver_rows(driver, page, params)
         return _entries(rows, self._driver_time)
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
         query = self._driver_select(_journal_entry_query)
-        async with self._read() as conn:
+        async with self._read_driver() as driver:
             rows = await self._driver_rows(
-                conn, query, {"journal_id": journal_id, "account_id": account_id}
+                driver, query, {"journal_id": journal_id, "account_id": account_id}
             )
         return _entries(rows, self._driver_time)[0] if rows else None
 
@@ -482,16 +500,14 @@ class SqlStore:
         return found
 
     async def _driver_rows(
-        self, conn: AsyncConnection, query: _DriverSelect, params: dict[str, Any]
+        self, driver: Any, query: _DriverSelect, params: dict[str, Any]
     ) -> Sequence[Sequence[Any]]:
-        """Run ``query`` on ``conn``'s driver connection: bare rows, no SQLAlchemy result layer.
+        """Run ``query`` on a driver connection: bare rows, no SQLAlchemy result layer.
 
         For the hot reads (a history page or all of it) SQLAlchemy's per-row processing cost
         more than the query itself. One statement, so it needs no transaction of its own.
         """
         args = query.arguments(params)
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
         if self.engine_name == "sqlite":  # aiosqlite; reader statements run inline (engine.py)
             rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(query.sql, args)
             return rows
