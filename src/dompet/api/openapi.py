@@ -8,7 +8,9 @@ answers validation errors with 400 in the API's own shape (api/errors.py). This 
 * documents 413 on every e-wallet operation with a request body (api/limits.py; savings
   routes answer an oversized body with their usual 400 ``{"remark"}``);
 * documents the ``Idempotency-Key`` header of every money-moving POST;
-* documents 503 on /healthz.
+* documents 503 on /healthz;
+* declares the bearer security scheme of the routes that take a caller (api/deps.py reads the
+  header itself, so FastAPI does not know of it): pass ``openapi_extra=BEARER`` on the route.
 
 Schemathesis (tests/reliability/test_schemathesis.py) holds the document to it.
 """
@@ -18,6 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+
+BEARER_SCHEME = "HTTPBearer"
+BEARER: dict[str, Any] = {"security": [{BEARER_SCHEME: []}]}
+"""``openapi_extra`` of a route that needs ``Authorization: Bearer <access_token>``."""
 
 MONEY_ROUTES = frozenset({"/topup", "/pay", "/transfer", "/tabung", "/tarik"})
 IDEMPOTENCY_HEADER: dict[str, Any] = {
@@ -55,6 +61,11 @@ def _ensure_error_schemas(schema: dict[str, Any]) -> None:
         )
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    schema["components"].setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The access_token from POST /login",
+    }
 
 
 def make_honest(schema: dict[str, Any]) -> dict[str, Any]:
