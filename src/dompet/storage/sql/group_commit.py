@@ -27,6 +27,7 @@ class GroupCommitWriter:
         self._engine = engine
         self._max_batch = max_batch
         self._conn: AsyncConnection | None = None
+        self._raw: sqlite3.Connection | None = None
         self._busy = False
         self._turns: deque[asyncio.Future[None]] = deque()
         self._batch: list[asyncio.Future[None]] = []
@@ -76,9 +77,18 @@ class GroupCommitWriter:
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:
             self._conn = await self._engine.connect()
+            self._raw = await _sqlite3_of(self._conn)
         if not self._conn.in_transaction():
             await self._conn.begin()  # BEGIN IMMEDIATE (engine.py)
         return self._conn
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The sqlite3 connection under the shared transaction, for the turn holder's
+        statements on the hot path (no SQLAlchemy machinery, no await)."""
+        if self._raw is None:
+            raise RuntimeError("no open transaction")
+        return self._raw
 
     async def _commit(self) -> None:
         batch, self._batch = self._batch, []
@@ -101,7 +111,7 @@ class GroupCommitWriter:
         failed = batch if batch is not None else []
         if batch is None:
             failed, self._batch = self._batch, []
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.rollback()
@@ -118,7 +128,7 @@ class GroupCommitWriter:
         await self._acquire()
         try:
             conn = await self._connection()
-            raw = await _sqlite3_of(conn)
+            raw = self.raw
             raw.execute("SAVEPOINT dompet_caller")
         except BaseException as exc:
             await self._rollback(exc)
@@ -159,7 +169,7 @@ class GroupCommitWriter:
         if self._batch and self._conn is not None and not self._busy:
             await self._commit()
         if self._conn is not None:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._raw = self._conn, None, None
             with contextlib.suppress(Exception):
                 await conn.close()
 

@@ -7,7 +7,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,15 +121,11 @@ class SqlStore:
         async with self._reader.connect() as conn:
             await conn.execute(select(literal(1)))
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One write transaction; it has committed (durably) when the block has exited."""
         if self._group is not None:
-            async with self._group.transaction() as conn:
-                yield conn
-            return
-        async with self._writer.begin() as conn:
-            yield conn
+            return self._group.transaction()
+        return self._writer.begin()
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -809,8 +805,8 @@ class SqlStore:
         """``_apply`` on SQLite's shared writer: the same statements on the raw sqlite3
         connection (they run on this thread anyway, microseconds each), without SQLAlchemy's
         per-statement execution machinery -- most of a payment's CPU time."""
-        fairy = await conn.get_raw_connection()
-        raw: sqlite3.Connection = fairy.driver_connection._conn  # type: ignore[union-attr]
+        assert self._group is not None
+        raw = self._group.raw
         at = self._sqlite_time(journal.created_at) if self._sqlite_time else journal.created_at
         try:
             raw.execute(
