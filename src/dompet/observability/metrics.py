@@ -85,6 +85,7 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._money_children: dict[str, tuple[Counter, Counter]] = {}
         self.scrape_errors = Counter(
             "dompet_metrics_scrape_errors",
             "Scrapes whose database-derived metrics could not be read.",
@@ -92,8 +93,12 @@ class Metrics:
         )
 
     def money_moved(self, kind: str, amount: int) -> None:
-        self.money.labels(kind).inc(amount)
-        self.movements.labels(kind).inc()
+        children = self._money_children.get(kind)
+        if children is None:
+            children = (self.money.labels(kind), self.movements.labels(kind))
+            self._money_children[kind] = children
+        children[0].inc(amount)
+        children[1].inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         children = self._request_children.get((method, route, status))

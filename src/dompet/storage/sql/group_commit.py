@@ -162,7 +162,7 @@ class GroupCommitWriter:
             raise
         self._batch.append(durable)
         await self._release()
-        await asyncio.shield(durable)
+        await durable  # a cancelled caller's work still commits with its batch
 
     async def close(self) -> None:
         """Commit what is pending and close the shared connection."""
