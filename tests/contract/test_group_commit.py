@@ -8,11 +8,14 @@ own transaction. The contract is the same on every engine.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dompet.domain.errors import InsufficientFunds, PhoneTaken
+from dompet.domain.ids import new_id
 from dompet.domain.invariants import check
-from dompet.domain.ledger import wallet_account
+from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.store import SqlStore
@@ -91,3 +94,24 @@ async def test_sqlite_writes_share_commits(tmp_path: Path) -> None:
         assert await store.balance(wallet_account(user.id)) == 950
     finally:
         await store.close()
+
+
+async def test_sqlite_hot_path_stores_timestamps_as_sqlalchemy_does(tmp_path: Path) -> None:
+    """The raw sqlite3 journal path writes created_at in SQLAlchemy's text form (microseconds
+    always present), so every row sorts and parses alike whichever path wrote it."""
+    url = f"sqlite:///{tmp_path / 'times.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        user = await new_user(store)
+        on_the_second = datetime(2026, 11, 30, 8, 0, 0, tzinfo=UTC)
+        await store.post_journal(topup_journal(new_id(), user.id, 500, on_the_second))
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "times.db") as db:
+        journal_times = {row[0] for row in db.execute("SELECT created_at FROM journals")}
+        posting_times = {row[0] for row in db.execute("SELECT created_at FROM postings")}
+        account_time = db.execute("SELECT created_at FROM accounts WHERE kind = 'wallet'")
+        sqlalchemy_written = account_time.fetchone()[0]
+    assert journal_times == posting_times == {"2026-11-30 08:00:00.000000"}
+    assert len(sqlalchemy_written) == len("2026-11-30 08:00:00.000000")

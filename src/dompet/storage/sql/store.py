@@ -102,7 +102,10 @@ class SqlStore:
         self.engine_name = engine_name
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
-        self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
+        # How SQLAlchemy stores a UtcDateTime on this dialect ('YYYY-MM-DD HH:MM:SS.ffffff' on
+        # SQLite), for the raw sqlite3 hot path: the same text, not sqlite3's own adapter.
+        created_at = postings.c.created_at.type.dialect_impl(writer.dialect)
+        self._sqlite_time = created_at.bind_processor(writer.dialect)
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
 
     @classmethod
