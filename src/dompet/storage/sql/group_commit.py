@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -122,47 +121,10 @@ class GroupCommitWriter:
             if not waiter.done():
                 waiter.set_exception(error)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One caller's transaction; returns once its work is durably committed."""
-        await self._acquire()
-        try:
-            conn = await self._connection()
-            raw = self.raw
-            raw.execute("SAVEPOINT dompet_caller")
-        except BaseException as exc:
-            await self._rollback(exc)
-            self._hand_off()
-            raise
-        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        durable.add_done_callback(_ignore_result)
-        try:
-            yield conn
-        except BaseException as exc:
-            try:
-                raw.execute("ROLLBACK TO dompet_caller")
-                raw.execute("RELEASE dompet_caller")
-            except BaseException:
-                await self._rollback(exc)
-                self._hand_off()
-                raise exc from None
-            # The failure may be due to earlier callers' work in this batch (a unique key,
-            # a balance): wait until that is committed too, so what the caller reads next
-            # (to explain its failure) is what made it fail.
-            self._batch.append(durable)
-            await self._release()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(durable)
-            raise
-        try:
-            raw.execute("RELEASE dompet_caller")
-        except BaseException as exc:
-            await self._rollback(exc)
-            self._hand_off()
-            raise
-        self._batch.append(durable)
-        await self._release()
-        await durable  # a cancelled caller's work still commits with its batch
+    def transaction(self) -> CallerTransaction:
+        """One caller's transaction; ``async with`` it: it has exited once its work is
+        durably committed (or rolled back, if the block raised)."""
+        return CallerTransaction(self)
 
     async def close(self) -> None:
         """Commit what is pending and close the shared connection."""
@@ -172,6 +134,61 @@ class GroupCommitWriter:
             conn, self._conn, self._raw = self._conn, None, None
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+class CallerTransaction:
+    """One caller's SAVEPOINT in the shared transaction (a class, not a generator-based
+    context manager: it is entered on every write)."""
+
+    __slots__ = ("_durable", "_raw", "_writer")
+
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        self._writer = writer
+
+    async def __aenter__(self) -> AsyncConnection:
+        writer = self._writer
+        await writer._acquire()
+        try:
+            conn = await writer._connection()
+            self._raw = writer.raw
+            self._raw.execute("SAVEPOINT dompet_caller")
+        except BaseException as exc:
+            await writer._rollback(exc)
+            writer._hand_off()
+            raise
+        self._durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable.add_done_callback(_ignore_result)
+        return conn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        writer, raw, durable = self._writer, self._raw, self._durable
+        if exc is not None:
+            try:
+                raw.execute("ROLLBACK TO dompet_caller")
+                raw.execute("RELEASE dompet_caller")
+            except BaseException:
+                await writer._rollback(exc)
+                writer._hand_off()
+                raise exc from None
+            # The failure may be due to earlier callers' work in this batch (a unique key,
+            # a balance): wait until that is committed too, so what the caller reads next
+            # (to explain its failure) is what made it fail.
+            writer._batch.append(durable)
+            await writer._release()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(durable)
+            return  # the block's exception propagates
+        try:
+            raw.execute("RELEASE dompet_caller")
+        except BaseException as exc:
+            await writer._rollback(exc)
+            writer._hand_off()
+            raise
+        writer._batch.append(durable)
+        await writer._release()
+        await durable  # a cancelled caller's work still commits with its batch
 
 
 async def _sqlite3_of(conn: AsyncConnection) -> sqlite3.Connection:
