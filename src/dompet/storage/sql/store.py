@@ -324,23 +324,26 @@ class SqlStore:
     ) -> list[Entry]:
         async with self._write() as conn:
             entries = await self._apply(conn, journal)
-            await conn.execute(
-                insert(transfers).values(
-                    id=transfer.id,
-                    sender_id=transfer.sender_id,
-                    target_id=transfer.target_id,
-                    amount=transfer.amount,
-                    remarks=transfer.remarks,
-                    status=TransferStatus.PENDING,
-                    created_at=transfer.created_at,
-                    settled_at=None,
-                    attempts=0,
-                    last_error="",
-                    next_attempt_at=transfer.created_at,
-                    claimed_by=None,
-                    claimed_until=None,
+            if self._group is not None:
+                self._insert_transfer_sqlite(transfer)
+            else:
+                await conn.execute(
+                    insert(transfers).values(
+                        id=transfer.id,
+                        sender_id=transfer.sender_id,
+                        target_id=transfer.target_id,
+                        amount=transfer.amount,
+                        remarks=transfer.remarks,
+                        status=TransferStatus.PENDING,
+                        created_at=transfer.created_at,
+                        settled_at=None,
+                        attempts=0,
+                        last_error="",
+                        next_attempt_at=transfer.created_at,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
                 )
-            )
             if idem is not None:
                 await self._answer_with_journal(conn, idem, journal.id)
         return entries
@@ -349,15 +352,50 @@ class SqlStore:
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
         async with self._write() as conn:
-            flipped = await conn.execute(
-                update(transfers)
-                .where(transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING)
-                .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
-            )
-            if flipped.rowcount != 1:
+            if self._group is not None:
+                flipped = self._close_transfer_sqlite(transfer_id, status, now)
+            else:
+                result = await conn.execute(
+                    update(transfers)
+                    .where(
+                        transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING
+                    )
+                    .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
+                )
+                flipped = result.rowcount
+            if flipped != 1:
                 return False
             await self._apply(conn, journal)
         return True
+
+    def _insert_transfer_sqlite(self, transfer: Transfer) -> None:
+        """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
+        assert self._group is not None
+        at = self._timestamp(transfer.created_at)
+        self._group.raw.execute(
+            _SQLITE_INSERT_TRANSFER,
+            (
+                transfer.id,
+                transfer.sender_id,
+                transfer.target_id,
+                transfer.amount,
+                transfer.remarks,
+                TransferStatus.PENDING.value,
+                at,
+                at,
+            ),
+        )
+
+    def _close_transfer_sqlite(
+        self, transfer_id: str, status: TransferStatus, now: datetime
+    ) -> int:
+        """Flip a PENDING transfer to ``status``; how many rows changed (0 or 1)."""
+        assert self._group is not None
+        cursor = self._group.raw.execute(
+            _SQLITE_CLOSE_TRANSFER,
+            (status.value, self._timestamp(now), transfer_id, TransferStatus.PENDING.value),
+        )
+        return cursor.rowcount
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         async with self._read() as conn:
@@ -804,13 +842,17 @@ class SqlStore:
             return await self._apply_sqlite(conn, journal)
         return await self._apply_sql(conn, journal)
 
+    def _timestamp(self, moment: datetime) -> Any:
+        """A UtcDateTime as SQLAlchemy binds it on this dialect (text on SQLite)."""
+        return self._sqlite_time(moment) if self._sqlite_time else moment
+
     async def _apply_sqlite(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
         """``_apply`` on SQLite's shared writer: the same statements on the raw sqlite3
         connection (they run on this thread anyway, microseconds each), without SQLAlchemy's
         per-statement execution machinery -- most of a payment's CPU time."""
         assert self._group is not None
         raw = self._group.raw
-        at = self._sqlite_time(journal.created_at) if self._sqlite_time else journal.created_at
+        at = self._timestamp(journal.created_at)
         try:
             raw.execute(
                 _SQLITE_INSERT_JOURNAL,
@@ -1156,6 +1198,15 @@ _SQLITE_INSERT_POSTING = (
     "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
 )
 _SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING.removesuffix(" RETURNING id")
+_SQLITE_INSERT_TRANSFER = (
+    "INSERT INTO transfers (id, sender_id, target_id, amount, remarks, status, created_at, "
+    "settled_at, attempts, last_error, next_attempt_at, claimed_by, claimed_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, '', ?, NULL, NULL)"
+)
+_SQLITE_CLOSE_TRANSFER = (
+    "UPDATE transfers SET status = ?, settled_at = ?, claimed_by = NULL, claimed_until = NULL "
+    "WHERE id = ? AND status = ?"
+)
 _SQLITE_MOVE = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 _SQLITE_MOVE_BALANCE = {
     (False, False): _SQLITE_MOVE + " RETURNING balance",
