@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from fastapi import routing as _fastapi_routing
 from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
@@ -46,13 +47,40 @@ class StrictJsonRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), object_pairs_hook=_refuse_duplicate_keys)
+            self._json = strict_json(await self.body())
         return self._json
 
 
 def strict_json(body: bytes) -> Any:
-    """``json.loads`` that refuses a repeated key (see :class:`StrictJsonRequest`)."""
+    """``json.loads`` that refuses a repeated key (see :class:`StrictJsonRequest`).
+
+    Fast path: orjson parses, and its result is taken when the text itself shows no key can
+    be repeated -- no backslash (so every key is written literally) and every key's quoted
+    text occurs once -- and it holds no float (orjson reads an integer beyond 64 bits as one,
+    where ``json.loads`` keeps it exact; no field of this API takes a float anyway). Anything
+    else (a key text seen twice, an escape, a float, or a text orjson refuses) is decided by
+    ``json.loads`` with the duplicate check, whose answers and errors are the API's.
+    """
+    if b"\\" not in body:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if _plainly_parsed(data, body):
+                return data
     return json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+
+
+def _plainly_parsed(value: Any, text: bytes) -> bool:
+    if isinstance(value, dict):
+        return all(
+            text.count(b'"' + key.encode() + b'"') == 1 and _plainly_parsed(item, text)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_plainly_parsed(item, text) for item in value)
+    return not isinstance(value, float)
 
 
 def is_json_content_type(value: str | None) -> bool:
