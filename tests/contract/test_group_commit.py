@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from dompet.domain.errors import InsufficientFunds, PhoneTaken
 from dompet.domain.ids import new_id
@@ -19,6 +23,7 @@ from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.store import SqlStore
+from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user, pay, top_up
 
 
@@ -115,3 +120,16 @@ async def test_sqlite_hot_path_stores_timestamps_as_sqlalchemy_does(tmp_path: Pa
         sqlalchemy_written = account_time.fetchone()[0]
     assert journal_times == posting_times == {"2026-11-30 08:00:00.000000"}
     assert len(sqlalchemy_written) == len("2026-11-30 08:00:00.000000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC))
+    | st.datetimes(min_value=datetime(1000, 1, 2), timezones=st.just(timezone(timedelta(hours=7))))
+)
+def test_sqlite_timestamp_text_is_sqlalchemys(moment: datetime) -> None:
+    dialect = create_async_engine("sqlite+aiosqlite://").dialect
+    column_type = postings.c.created_at.type.dialect_impl(dialect)
+    to_text = column_type.bind_processor(dialect)
+    assert to_text is not None
+    assert SqlStore._timestamp(moment) == to_text(moment)

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -102,10 +102,6 @@ class SqlStore:
         self.engine_name = engine_name
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
-        # How SQLAlchemy stores a UtcDateTime on this dialect ('YYYY-MM-DD HH:MM:SS.ffffff' on
-        # SQLite), for the raw sqlite3 hot path: the same text, not sqlite3's own adapter.
-        created_at = postings.c.created_at.type.dialect_impl(writer.dialect)
-        self._sqlite_time = created_at.bind_processor(writer.dialect)
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
 
     @classmethod
@@ -842,9 +838,14 @@ class SqlStore:
             return await self._apply_sqlite(conn, journal)
         return await self._apply_sql(conn, journal)
 
-    def _timestamp(self, moment: datetime) -> Any:
-        """A UtcDateTime as SQLAlchemy binds it on this dialect (text on SQLite)."""
-        return self._sqlite_time(moment) if self._sqlite_time else moment
+    @staticmethod
+    def _timestamp(moment: datetime) -> str:
+        """A UtcDateTime as SQLAlchemy stores it on SQLite, for the raw sqlite3 hot path:
+        naive UTC text with microseconds always, 'YYYY-MM-DD HH:MM:SS.ffffff' (the same text,
+        not sqlite3's own datetime adapter)."""
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
+        return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     async def _apply_sqlite(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
         """``_apply`` on SQLite's shared writer: the same statements on the raw sqlite3
