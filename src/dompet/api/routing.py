@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import routing as _fastapi_routing
 from fastapi._compat import ModelField
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -133,7 +134,7 @@ class DompetRoute(APIRoute):
         body_field: ModelField | None = route.body_field
         if dependant is None or body_field is None or not _is_direct_shape(dependant):
             return None
-        if not body_field.field_info.is_required():
+        if not body_field.field_info.is_required() or not _strict_content_type(route):
             return None
         overrides_provider = route.dependency_overrides_provider
         endpoint: Callable[..., Awaitable[Response]] = dependant.call  # type: ignore[assignment]
@@ -186,6 +187,12 @@ class DompetRoute(APIRoute):
             return await endpoint(**values)
 
         return direct
+
+
+def _strict_content_type(route: Any) -> bool:
+    """Whether a body without a JSON Content-Type is refused (FastAPI's default)."""
+    value = route.strict_content_type
+    return bool(value.value if isinstance(value, DefaultPlaceholder) else value)
 
 
 def _is_direct_shape(dependant: Dependant) -> bool:
