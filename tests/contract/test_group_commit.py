@@ -133,3 +133,39 @@ def test_sqlite_timestamp_text_is_sqlalchemys(moment: datetime) -> None:
     to_text = column_type.bind_processor(dialect)
     assert to_text is not None
     assert SqlStore._timestamp(moment) == to_text(moment)
+
+
+async def test_a_priority_writer_goes_before_waiting_writers(tmp_path: Path) -> None:
+    """Settlements (close_transfer) take the next turn on SQLite's shared writer, ahead of
+    requests already waiting, so a transfer's credit does not queue behind new work."""
+    url = f"sqlite:///{tmp_path / 'priority.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        writer = store._group
+        assert writer is not None
+        order: list[str] = []
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with writer.transaction():
+                holding.set()
+                await release.wait()
+
+        async def write(name: str, priority: bool) -> None:
+            async with writer.transaction(priority):
+                order.append(name)
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        waiting = [asyncio.create_task(write(f"request {i}", False)) for i in range(3)]
+        await asyncio.sleep(0)
+        waiting += [asyncio.create_task(write(f"settlement {i}", True)) for i in range(2)]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(holder, *waiting)
+        assert order == ["settlement 0", "settlement 1", "request 0", "request 1", "request 2"]
+        assert writer.committed >= 6
+    finally:
+        await store.close()

@@ -29,6 +29,8 @@ class GroupCommitWriter:
         self._raw: sqlite3.Connection | None = None
         self._busy = False
         self._turns: deque[asyncio.Future[None]] = deque()
+        self._first_turns: deque[asyncio.Future[None]] = deque()
+        """Turns asked for with ``priority``: served before every other waiting turn."""
         self._batch: list[asyncio.Future[None]] = []
         self.commits = 0
         """How many COMMITs were issued (for tests and the benchmark)."""
@@ -36,12 +38,13 @@ class GroupCommitWriter:
         """How many callers' transactions those COMMITs made durable."""
 
     # -- turns -----------------------------------------------------------------------------
-    async def _acquire(self) -> None:
+    async def _acquire(self, priority: bool = False) -> None:
         if not self._busy:
             self._busy = True
             return
         turn = asyncio.get_running_loop().create_future()
-        self._turns.append(turn)
+        queue = self._first_turns if priority else self._turns
+        queue.append(turn)
         try:
             await turn
         except asyncio.CancelledError:
@@ -51,20 +54,23 @@ class GroupCommitWriter:
                 task.add_done_callback(_ignore_result)
             else:
                 with contextlib.suppress(ValueError):
-                    self._turns.remove(turn)
+                    queue.remove(turn)
             raise
 
     def _hand_off(self) -> None:
-        while self._turns:
-            turn = self._turns.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
+        for queue in (self._first_turns, self._turns):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
         self._busy = False
 
     async def _release(self) -> None:
         """End a turn: let the next caller join the batch, or commit the batch first."""
-        waiting = any(not t.done() for t in self._turns)
+        waiting = any(not t.done() for t in self._first_turns) or any(
+            not t.done() for t in self._turns
+        )
         if self._batch and (not waiting or len(self._batch) >= self._max_batch):
             await self._commit()
         elif not waiting and self._conn is not None and self._conn.in_transaction():
@@ -121,10 +127,11 @@ class GroupCommitWriter:
             if not waiter.done():
                 waiter.set_exception(error)
 
-    def transaction(self) -> CallerTransaction:
+    def transaction(self, priority: bool = False) -> CallerTransaction:
         """One caller's transaction; ``async with`` it: it has exited once its work is
-        durably committed (or rolled back, if the block raised)."""
-        return CallerTransaction(self)
+        durably committed (or rolled back, if the block raised). A ``priority`` caller takes
+        the next turn before every waiting ordinary caller."""
+        return CallerTransaction(self, priority)
 
     async def close(self) -> None:
         """Commit what is pending and close the shared connection."""
@@ -140,14 +147,15 @@ class CallerTransaction:
     """One caller's SAVEPOINT in the shared transaction (a class, not a generator-based
     context manager: it is entered on every write)."""
 
-    __slots__ = ("_durable", "_raw", "_writer")
+    __slots__ = ("_durable", "_priority", "_raw", "_writer")
 
-    def __init__(self, writer: GroupCommitWriter) -> None:
+    def __init__(self, writer: GroupCommitWriter, priority: bool) -> None:
         self._writer = writer
+        self._priority = priority
 
     async def __aenter__(self) -> AsyncConnection:
         writer = self._writer
-        await writer._acquire()
+        await writer._acquire(self._priority)
         try:
             conn = await writer._connection()
             self._raw = writer.raw

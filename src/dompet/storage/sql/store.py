@@ -120,10 +120,14 @@ class SqlStore:
         async with self._reader.connect() as conn:
             await conn.execute(select(literal(1)))
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """One write transaction; it has committed (durably) when the block has exited."""
+    def _write(self, priority: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One write transaction; it has committed (durably) when the block has exited.
+
+        ``priority`` (SQLite): take the shared writer's next turn before waiting requests --
+        for settlements, so the credit of an accepted transfer does not queue behind new work.
+        """
         if self._group is not None:
-            return self._group.transaction()
+            return self._group.transaction(priority)
         return self._writer.begin()
 
     @asynccontextmanager
@@ -347,7 +351,7 @@ class SqlStore:
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        async with self._write() as conn:
+        async with self._write(priority=True) as conn:
             if self._group is not None:
                 flipped = self._close_transfer_sqlite(transfer_id, status, now)
             else:
