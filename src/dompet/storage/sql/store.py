@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     Integer,
     Row,
@@ -18,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    false,
     func,
     insert,
     literal,
@@ -72,6 +72,7 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.sql import pg_journal
 from dompet.storage.sql.engine import SQLITE_READERS, create_engines, is_sqlite
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.tables import (
@@ -314,6 +315,10 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
+        if self._group is None:  # PostgreSQL: one statement
+            entries = await self._pg_journal(journal, idem=idem)
+            assert entries is not None
+            return entries
         async with self._write() as conn:
             entries = await self._apply(conn, journal)
             if idem is not None:
@@ -323,6 +328,10 @@ class SqlStore:
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
+        if self._group is None:  # PostgreSQL: one statement, with the transfer row
+            entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
+            assert entries is not None
+            return entries
         async with self._write() as conn:
             entries = await self._apply(conn, journal)
             await conn.execute(
@@ -349,6 +358,8 @@ class SqlStore:
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
+        if self._group is None:  # PostgreSQL: one statement, the flip with the journal
+            return await self._pg_journal(journal, close=(transfer_id, status, now)) is not None
         async with self._write() as conn:
             flipped = await conn.execute(
                 update(transfers)
@@ -848,80 +859,84 @@ class SqlStore:
         return entries
 
     async def _apply_sql(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
-        """``_apply`` through SQLAlchemy (PostgreSQL).
-
-        The statements are built once (module level, bound parameters): building SQLAlchemy
-        expressions per call was a third of a payment's CPU time.
-        """
-        await conn.execute(
-            _INSERT_JOURNAL,
-            {
-                "id": journal.id,
-                "kind": journal.kind,
-                "reference": journal.reference,
-                "remarks": journal.remarks,
-                "created_at": journal.created_at,
-            },
-        )
-        entries: list[Entry] = []
-        system_rows: list[dict[str, Any]] = []
-        for posting in journal.postings:
-            if not is_customer_account(posting.account_id):
-                system_rows.append(
-                    {
-                        "journal_id": journal.id,
-                        "account_id": posting.account_id,
-                        "amount": posting.amount,
-                        "balance_before": None,
-                        "balance_after": None,
-                        "created_at": journal.created_at,
-                    }
-                )
-                continue
-            guarded = _MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
-            params: dict[str, Any] = {"account_id": posting.account_id, "amount": posting.amount}
-            if posting.amount < 0:
-                params["needed"] = -posting.amount
-            after: Any = (await conn.execute(guarded, params)).scalar_one_or_none()
-            if after is None:
-                await self._explain_refusal(conn, posting.account_id)
-            before = after - posting.amount
-            sequence = (
-                await conn.execute(
-                    _INSERT_POSTING,
-                    {
-                        "journal_id": journal.id,
-                        "account_id": posting.account_id,
-                        "amount": posting.amount,
-                        "balance_before": before,
-                        "balance_after": after,
-                        "created_at": journal.created_at,
-                    },
-                )
-            ).scalar_one()
-            entries.append(
-                Entry(
-                    sequence=sequence,
-                    account_id=posting.account_id,
-                    journal_id=journal.id,
-                    kind=journal.kind,
-                    reference=journal.reference,
-                    amount=abs(posting.amount),
-                    entry_type=EntryType.CREDIT if posting.amount > 0 else EntryType.DEBIT,
-                    balance_before=before,
-                    balance_after=after,
-                    remarks=journal.remarks,
-                    created_at=journal.created_at,
-                    status=(
-                        EntryStatus.PENDING
-                        if journal.kind is JournalKind.TRANSFER_OUT
-                        else EntryStatus.SUCCESS
-                    ),
-                )
-            )
-        if system_rows:
-            await conn.execute(_INSERT_SYSTEM_POSTINGS, system_rows)
+        """``_apply`` on PostgreSQL, in the caller's transaction: the one-statement journal."""
+        shape = pg_journal.shape_of(journal, None, False)
+        row = await self._pg_execute(conn, shape, pg_journal.parameters(journal))
+        entries = await self._pg_answer(conn, journal, shape, row)
+        assert entries is not None
         return entries
+
+    async def _pg_journal(
+        self,
+        journal: Journal,
+        *,
+        transfer: Transfer | None = None,
+        close: tuple[str, TransferStatus, datetime] | None = None,
+        idem: IdempotencyKey | None = None,
+    ) -> list[Entry] | None:
+        """Write ``journal`` (+ the transfer row / the transfer's flip / the idempotency
+        answer) in one statement; None when ``close`` found the transfer no longer PENDING.
+
+        With at most one customer posting the statement runs alone (autocommit: atomic by
+        itself, one round trip); otherwise in a transaction that a refusal rolls back.
+        """
+        option = pg_journal.OPEN if transfer else pg_journal.CLOSE if close else None
+        shape = pg_journal.shape_of(journal, option, idem is not None)
+        args = pg_journal.parameters(journal, transfer=transfer, close=close, idem=idem)
+        if len(shape.customers) > 1:
+            async with self._write() as conn:
+                row = await self._pg_execute(conn, shape, args)
+                return await self._pg_answer(conn, journal, shape, row)
+        async with self._writer.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            raw: Any = fairy.driver_connection  # asyncpg.Connection, no transaction open
+            try:
+                row = await raw.fetchrow(pg_journal.statement(shape), *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(pg_journal.statement(shape), None, exc) from exc
+            except asyncpg.PostgresError:
+                raise
+            except BaseException:
+                await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
+                raise
+        return await self._pg_answer(None, journal, shape, row)
+
+    async def _pg_execute(
+        self, conn: AsyncConnection, shape: pg_journal.Shape, args: list[Any]
+    ) -> Any:
+        result = await conn.exec_driver_sql(pg_journal.statement(shape), tuple(args))
+        return result.one()._mapping
+
+    async def _pg_answer(
+        self, conn: AsyncConnection | None, journal: Journal, shape: pg_journal.Shape, row: Any
+    ) -> list[Entry] | None:
+        """The entries written, or why nothing was (raised; None: the transfer was closed).
+
+        ``conn`` is the statement's transaction, or None when it ran alone (autocommit).
+        """
+        if shape.option == pg_journal.CLOSE and not row["closable"]:
+            return None
+        if shape.idempotent and not row["claimable"]:
+            raise IdempotencyConflict(IN_FLIGHT)
+        customers, _ = pg_journal.split(journal)
+        if not row["written"]:
+            refused = next((p for i, p in enumerate(customers, 1) if row[f"b{i}"] is None), None)
+            if refused is None:
+                raise RuntimeError(f"journal {journal.id} was not written, for no known reason")
+            if conn is not None:
+                await self._explain_refusal(conn, refused.account_id)
+            async with self._read() as reader:
+                await self._explain_refusal(reader, refused.account_id)
+        return [
+            _new_entry(
+                journal,
+                int(row[f"s{i}"]),
+                posting.account_id,
+                posting.amount,
+                int(row[f"b{i}"]) - posting.amount,
+            )
+            for i, posting in enumerate(customers, 1)
+        ]
 
     async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> None:
         row = (
@@ -1129,24 +1144,6 @@ class SqlStore:
                     claimed_until=None,
                 )
             )
-
-
-def _move_balance(debit: bool, require_active: bool) -> Any:
-    """UPDATE one customer balance by :amount, refused (no row) if short or blocked."""
-    query = update(accounts).where(accounts.c.id == bindparam("account_id"))
-    if debit:
-        query = query.where(accounts.c.balance >= bindparam("needed", type_=Money))
-    if require_active:
-        query = query.where(accounts.c.blocked == false())
-    return query.values(balance=accounts.c.balance + bindparam("amount", type_=Money)).returning(
-        accounts.c.balance
-    )
-
-
-_MOVE_BALANCE = {(d, a): _move_balance(d, a) for d in (False, True) for a in (False, True)}
-_INSERT_JOURNAL = insert(journals)
-_INSERT_POSTING = insert(postings).returning(postings.c.id)
-_INSERT_SYSTEM_POSTINGS = insert(postings)
 
 
 _SQLITE_INSERT_JOURNAL = (
