@@ -150,7 +150,28 @@ def create_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
             _sqlite_engine(database_url, writer=True),
             _sqlite_engine(database_url, writer=False),
         )
-    engine = create_async_engine(
-        async_url(database_url), pool_size=20, max_overflow=20, pool_pre_ping=False
-    )
+    engine = _postgres_engine(database_url)
     return engine, engine
+
+
+PG_POOL_SIZE = 20
+"""Default connections per process on PostgreSQL (env PG_POOL_SIZE)."""
+
+
+def _postgres_engine(database_url: str) -> AsyncEngine:
+    """PostgreSQL: a fixed pool, no overflow.
+
+    Overflow connections are closed as soon as they are returned, so under a steady load
+    above ``pool_size`` every few requests paid a new connection (TLS probe, fork of a
+    backend): a fixed pool that callers queue for is cheaper on a small machine.
+    """
+    size = int(os.environ.get("PG_POOL_SIZE", PG_POOL_SIZE))
+    if size < 1:
+        raise ValueError("PG_POOL_SIZE must be at least 1")
+    return create_async_engine(
+        async_url(database_url),
+        pool_size=size,
+        max_overflow=0,
+        pool_timeout=120,
+        pool_pre_ping=False,
+    )
