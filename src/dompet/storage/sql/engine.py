@@ -144,14 +144,16 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
 
 
 def create_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader) engines; on PostgreSQL both are one pooled engine."""
+    """(writer, reader) engines; on PostgreSQL both share one pool."""
     if is_sqlite(database_url):
         return (
             _sqlite_engine(database_url, writer=True),
             _sqlite_engine(database_url, writer=False),
         )
     engine = _postgres_engine(database_url)
-    return engine, engine
+    # Reads run without BEGIN/ROLLBACK (autocommit; one round trip instead of three) on the
+    # same pool; a read that needs one snapshot (snapshot, export) opens its own transaction.
+    return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 PG_POOL_SIZE = 20
