@@ -565,6 +565,8 @@ class SqlStore:
     async def claim_idempotency(
         self, key: IdempotencyKey, now: datetime, ttl: timedelta, stale_after: timedelta
     ) -> ClaimOutcome:
+        if self._group is None and await self._pg_claim_new_key(key, now, ttl):
+            return Claimed()
         where = and_(idempotency_keys.c.scope == key.scope, idempotency_keys.c.key == key.key)
         try:
             async with self._write() as conn:
@@ -901,6 +903,22 @@ class SqlStore:
                 raise
         return await self._pg_answer(None, journal, shape, row)
 
+    async def _pg_claim_new_key(self, key: IdempotencyKey, now: datetime, ttl: timedelta) -> bool:
+        """PostgreSQL: claim a key never seen before in one statement (autocommit). False
+        when the key exists: ``claim_idempotency``'s transaction then decides."""
+        async with self._writer.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            raw: Any = fairy.driver_connection  # asyncpg.Connection, no transaction open
+            inserted = await raw.fetchval(
+                _PG_CLAIM_NEW_KEY,
+                key.scope,
+                key.key,
+                key.fingerprint,
+                pg_journal.naive_utc(now),
+                pg_journal.naive_utc(now + ttl),
+            )
+        return inserted is not None
+
     async def _pg_execute(
         self, conn: AsyncConnection, shape: pg_journal.Shape, args: list[Any]
     ) -> Any:
@@ -1145,6 +1163,12 @@ class SqlStore:
                 )
             )
 
+
+_PG_CLAIM_NEW_KEY = (
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, journal_id, response_status,"
+    " response_body, created_at, expires_at) VALUES ($1::text, $2::text, $3::text, NULL, NULL,"
+    " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
+)
 
 _SQLITE_INSERT_JOURNAL = (
     "INSERT INTO journals (id, kind, reference, remarks, created_at) VALUES (?, ?, ?, ?, ?)"
