@@ -8,7 +8,8 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -173,6 +174,10 @@ class SqlStore:
         return Credentials(user_id=row.id, pin_hash=row.pin_hash) if row else None
 
     async def get_user(self, user_id: str) -> User | None:
+        if self._group is None:  # PostgreSQL: straight to the driver (a hot read)
+            async with self._pg_raw() as raw:
+                record = await raw.fetchrow(_PG_GET_USER, user_id)
+            return _user(_pg_row(record)) if record else None
         async with self._read() as conn:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         return _user(row) if row else None
@@ -372,6 +377,10 @@ class SqlStore:
         return True
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        if self._group is None:  # PostgreSQL: straight to the driver (each settlement reads)
+            async with self._pg_raw() as raw:
+                record = await raw.fetchrow(_PG_GET_TRANSFER, transfer_id)
+            return _transfer(_pg_row(record)) if record else None
         async with self._read() as conn:
             row = (
                 await conn.execute(select(transfers).where(transfers.c.id == transfer_id))
@@ -889,26 +898,29 @@ class SqlStore:
             async with self._write() as conn:
                 row = await self._pg_execute(conn, shape, args)
                 return await self._pg_answer(conn, journal, shape, row)
-        async with self._writer.connect() as conn:
-            fairy = await conn.get_raw_connection()
-            raw: Any = fairy.driver_connection  # asyncpg.Connection, no transaction open
+        async with self._pg_raw() as raw:
             try:
                 row = await raw.fetchrow(pg_journal.statement(shape), *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError(pg_journal.statement(shape), None, exc) from exc
-            except asyncpg.PostgresError:
-                raise
-            except BaseException:
+        return await self._pg_answer(None, journal, shape, row)
+
+    @asynccontextmanager
+    async def _pg_raw(self) -> AsyncIterator[Any]:
+        """PostgreSQL: a pooled asyncpg connection with no transaction open (autocommit), for
+        single statements on hot paths, without SQLAlchemy's per-statement machinery."""
+        async with self._writer.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            try:
+                yield fairy.driver_connection
+            except (asyncio.CancelledError, asyncpg.InterfaceError, OSError, TimeoutError):
                 await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
                 raise
-        return await self._pg_answer(None, journal, shape, row)
 
     async def _pg_claim_new_key(self, key: IdempotencyKey, now: datetime, ttl: timedelta) -> bool:
         """PostgreSQL: claim a key never seen before in one statement (autocommit). False
         when the key exists: ``claim_idempotency``'s transaction then decides."""
-        async with self._writer.connect() as conn:
-            fairy = await conn.get_raw_connection()
-            raw: Any = fairy.driver_connection  # asyncpg.Connection, no transaction open
+        async with self._pg_raw() as raw:
             inserted = await raw.fetchval(
                 _PG_CLAIM_NEW_KEY,
                 key.scope,
@@ -1169,6 +1181,23 @@ _PG_CLAIM_NEW_KEY = (
     " response_body, created_at, expires_at) VALUES ($1::text, $2::text, $3::text, NULL, NULL,"
     " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
 )
+
+_PG_GET_USER = (
+    "SELECT id, first_name, last_name, phone_number, address, created_at, updated_at"
+    " FROM users WHERE id = $1::text"
+)
+_PG_GET_TRANSFER = "SELECT * FROM transfers WHERE id = $1::text"
+
+
+def _pg_row(record: Any) -> Any:
+    """An asyncpg record as attributes, its timestamps aware UTC (as tables.UtcDateTime)."""
+    return SimpleNamespace(
+        **{
+            name: value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
+            for name, value in record.items()
+        }
+    )
+
 
 _SQLITE_INSERT_JOURNAL = (
     "INSERT INTO journals (id, kind, reference, remarks, created_at) VALUES (?, ?, ?, ?, ?)"
