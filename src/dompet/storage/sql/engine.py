@@ -160,6 +160,13 @@ PG_POOL_SIZE = 20
 """Default connections per process on PostgreSQL (env PG_POOL_SIZE)."""
 
 
+def postgres_pool_size() -> int:
+    size = int(os.environ.get("PG_POOL_SIZE", PG_POOL_SIZE))
+    if size < 1:
+        raise ValueError("PG_POOL_SIZE must be at least 1")
+    return size
+
+
 def _postgres_engine(database_url: str) -> AsyncEngine:
     """PostgreSQL: a fixed pool, no overflow.
 
@@ -167,12 +174,9 @@ def _postgres_engine(database_url: str) -> AsyncEngine:
     above ``pool_size`` every few requests paid a new connection (TLS probe, fork of a
     backend): a fixed pool that callers queue for is cheaper on a small machine.
     """
-    size = int(os.environ.get("PG_POOL_SIZE", PG_POOL_SIZE))
-    if size < 1:
-        raise ValueError("PG_POOL_SIZE must be at least 1")
     return create_async_engine(
         async_url(database_url),
-        pool_size=size,
+        pool_size=postgres_pool_size(),
         max_overflow=0,
         pool_timeout=120,
         pool_pre_ping=False,

@@ -74,8 +74,14 @@ from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.sql import pg_journal
-from dompet.storage.sql.engine import SQLITE_READERS, create_engines, is_sqlite
+from dompet.storage.sql.engine import (
+    SQLITE_READERS,
+    create_engines,
+    is_sqlite,
+    postgres_pool_size,
+)
 from dompet.storage.sql.group_commit import GroupCommitWriter
+from dompet.storage.sql.priority import PriorityGate
 from dompet.storage.sql.tables import (
     Money,
     accounts,
@@ -106,6 +112,8 @@ class SqlStore:
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
         self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
+        # PostgreSQL: every checkout passes this gate (pool-sized), settlement first.
+        self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
@@ -130,11 +138,16 @@ class SqlStore:
             async with self._group.transaction() as conn:
                 yield conn
             return
-        async with self._writer.begin() as conn:
+        assert self._pg_gate is not None
+        async with self._pg_gate.slot(), self._writer.begin() as conn:
             yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._pg_gate is not None:
+            async with self._pg_gate.slot(), self._reader.connect() as conn:
+                yield conn
+            return
         if self._read_slots is None:
             async with self._reader.connect() as conn:
                 yield conn
@@ -364,7 +377,8 @@ class SqlStore:
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
         if self._group is None:  # PostgreSQL: one statement, the flip with the journal
-            return await self._pg_journal(journal, close=(transfer_id, status, now)) is not None
+            closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
+            return closed is not None
         async with self._write() as conn:
             flipped = await conn.execute(
                 update(transfers)
@@ -378,7 +392,7 @@ class SqlStore:
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         if self._group is None:  # PostgreSQL: straight to the driver (each settlement reads)
-            async with self._pg_raw() as raw:
+            async with self._pg_raw(urgent=True) as raw:
                 record = await raw.fetchrow(_PG_GET_TRANSFER, transfer_id)
             return _transfer(_pg_row(record)) if record else None
         async with self._read() as conn:
@@ -884,6 +898,7 @@ class SqlStore:
         transfer: Transfer | None = None,
         close: tuple[str, TransferStatus, datetime] | None = None,
         idem: IdempotencyKey | None = None,
+        urgent: bool = False,
     ) -> list[Entry] | None:
         """Write ``journal`` (+ the transfer row / the transfer's flip / the idempotency
         answer) in one statement; None when ``close`` found the transfer no longer PENDING.
@@ -898,7 +913,7 @@ class SqlStore:
             async with self._write() as conn:
                 row = await self._pg_execute(conn, shape, args)
                 return await self._pg_answer(conn, journal, shape, row)
-        async with self._pg_raw() as raw:
+        async with self._pg_raw(urgent) as raw:
             try:
                 row = await raw.fetchrow(pg_journal.statement(shape), *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
@@ -906,10 +921,12 @@ class SqlStore:
         return await self._pg_answer(None, journal, shape, row)
 
     @asynccontextmanager
-    async def _pg_raw(self) -> AsyncIterator[Any]:
+    async def _pg_raw(self, urgent: bool = False) -> AsyncIterator[Any]:
         """PostgreSQL: a pooled asyncpg connection with no transaction open (autocommit), for
-        single statements on hot paths, without SQLAlchemy's per-statement machinery."""
-        async with self._writer.connect() as conn:
+        single statements on hot paths, without SQLAlchemy's per-statement machinery.
+        ``urgent``: settlement, served before other callers waiting for a connection."""
+        assert self._pg_gate is not None
+        async with self._pg_gate.slot(urgent), self._writer.connect() as conn:
             fairy = await conn.get_raw_connection()
             try:
                 yield fairy.driver_connection
