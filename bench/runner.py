@@ -47,11 +47,21 @@ class Figure:
 
 
 @dataclass
+class Target:
+    """One target of issue 7, with what this run measured against it."""
+
+    name: str
+    measured: str
+    met: bool
+
+
+@dataclass
 class Report:
     settings: dict[str, Any]
     figures: list[Figure] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
     peak_process_mb: float = 0.0
+    targets: list[Target] = field(default_factory=list)
 
     def get(self, name: str) -> Figure:
         return next(f for f in self.figures if f.name == name)
@@ -187,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "pay / bare FastAPI": pay / max(report.get("bare FastAPI POST /pay").rps, 1e-9),
         "pay / store alone": pay / max(report.get("store alone: pay journal").rps, 1e-9),
     }
+    report.targets = targets(report, args)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2))
@@ -298,6 +309,12 @@ def run_dompet(
         paths = ["/transactions?limit=50"] + [f"/transactions?limit=50&cursor={c}" for c in cursors]
         wrk("GET /transactions?limit=50", "/transactions", get_lua(paths, history_token))
         wrk(
+            "GET /transactions?limit=50, 32 conns",
+            "/transactions",
+            get_lua(paths, history_token),
+            connections=min(32, args.connections),
+        )
+        wrk(
             "GET /transactions?limit=50, 4 conns",
             "/transactions",
             get_lua(paths, history_token),
@@ -366,6 +383,50 @@ async def seed_history(url: str, user_id: str, entries: int) -> None:
         await store.close()
 
 
+def targets(report: Report, args: argparse.Namespace) -> list[Target]:
+    """The issue's targets (2-core machine, 32-64 connections) against this run's figures."""
+    pay = report.get("POST /pay")
+    transfer = report.get("POST /transfer")
+    ratio = report.ratios["pay / bare FastAPI"]
+    found: list[Target] = [
+        Target("POST /pay >= 50 % of bare FastAPI", f"{ratio:.2f}", ratio >= 0.5),
+        Target(
+            f"POST /pay >= 1,500 req/s ({args.engine})", f"{pay.rps:,.0f} req/s", pay.rps >= 1500
+        ),
+        Target("POST /pay p99 < 50 ms", f"{pay.p99_ms:.1f} ms", pay.p99_ms < 50),
+    ]
+    lag = transfer.extra.get("lag_p99_ms", float("inf"))
+    found.append(Target("settlement lag p99 < 100 ms", f"{lag:.0f} ms", lag < 100))
+    pages = {args.connections: "GET /transactions?limit=50"}
+    pages.setdefault(min(32, args.connections), "GET /transactions?limit=50, 32 conns")
+    for conns, name in sorted(pages.items()):
+        page = report.get(name)
+        found.append(
+            Target(
+                f"paged GET p99 < 10 ms at {conns} connections",
+                f"{page.p99_ms:.1f} ms",
+                page.p99_ms < 10,
+            )
+        )
+    whole = report.get(f"GET /transactions (all {args.entries})")
+    returned = int(whole.extra.get("entries_returned", 0))
+    found.append(
+        Target(
+            f"full list of {args.entries} entries works",
+            f"{returned} entries, p50 {whole.p50_ms:.0f} ms",
+            returned == args.entries and whole.errors == 0,
+        )
+    )
+    found.append(
+        Target(
+            "peak RSS of the API process < 200 MB",
+            f"{report.peak_process_mb:.0f} MB",
+            report.peak_process_mb < 200,
+        )
+    )
+    return found
+
+
 def print_report(report: Report) -> None:
     s = report.settings
     print()
@@ -395,3 +456,8 @@ def print_report(report: Report) -> None:
     for name, ratio in report.ratios.items():
         print(f"ratio {name}: {ratio:.2f}")
     print(f"peak RSS of the largest API process (VmHWM): {report.peak_process_mb:.0f} MB")
+    if report.targets:
+        print()
+        print("targets (issue 7; meant for a 2-core machine at 32-64 connections):")
+        for t in report.targets:
+            print(f"  {'met   ' if t.met else 'MISSED'} {t.name}: {t.measured}")

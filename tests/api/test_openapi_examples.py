@@ -57,3 +57,16 @@ async def test_every_route_is_documented_with_examples(client: httpx.AsyncClient
             if status != "200" and "content" in response:
                 error = response["content"]["application/json"]["schema"]
                 assert has_example(spec, error), f"{method} {path} {status}: no example"
+
+
+async def test_docs_list_routes_in_the_specifications_order_and_mark_bearer_ones(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    documented = [path for path in spec["paths"] if path not in ("/healthz", "/metrics")]
+    assert documented == list(dict.fromkeys(path for _, path in ROUTES))
+    bearer = {"/topup", "/pay", "/transfer", "/transactions", "/profile"}
+    for (method, path), _tag in ROUTES.items():
+        security = spec["paths"][path][method].get("security")
+        assert (security == [{"HTTPBearer": []}]) == (path in bearer), (method, path, security)
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -24,6 +24,7 @@ def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> No
         "POST /transfer",
         "POST /tabung",
         "GET /transactions?limit=50",
+        "GET /transactions?limit=50, 32 conns",
         "GET /transactions?limit=50, 4 conns",
         "GET /transactions (all 300)",
         "store alone: pay journal",
@@ -38,8 +39,13 @@ def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> No
     transfer = report["figures"][2]
     assert transfer["extra"]["settled"] > 0
     assert 0 < transfer["extra"]["lag_p50_ms"] <= transfer["extra"]["lag_p99_ms"]
-    assert report["figures"][6]["extra"]["entries_returned"] == 300
+    assert report["figures"][7]["extra"]["entries_returned"] == 300
     assert report["peak_process_mb"] > 0
     assert set(report["ratios"]) == {"pay / bare FastAPI", "pay / store alone"}
     assert all(r > 0 for r in report["ratios"].values())
     assert "ratio pay / bare FastAPI" in run.stdout
+    targets = {t["name"]: t for t in report["targets"]}
+    assert targets["full list of 300 entries works"]["met"] is True
+    assert len(targets) == 7  # at 8 connections the 32-connection page target is the same
+    assert all(isinstance(t["met"], bool) and t["measured"] for t in targets.values())
+    assert "targets (issue 7" in run.stdout

@@ -8,14 +8,22 @@ own transaction. The contract is the same on every engine.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from dompet.domain.errors import InsufficientFunds, PhoneTaken
+from dompet.domain.ids import new_id
 from dompet.domain.invariants import check
-from dompet.domain.ledger import wallet_account
+from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.store import SqlStore
+from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user, pay, top_up
 
 
@@ -89,5 +97,75 @@ async def test_sqlite_writes_share_commits(tmp_path: Path) -> None:
         assert writer.committed - before_committed == 50
         assert writer.commits - before_commits < 50
         assert await store.balance(wallet_account(user.id)) == 950
+    finally:
+        await store.close()
+
+
+async def test_sqlite_hot_path_stores_timestamps_as_sqlalchemy_does(tmp_path: Path) -> None:
+    """The raw sqlite3 journal path writes created_at in SQLAlchemy's text form (microseconds
+    always present), so every row sorts and parses alike whichever path wrote it."""
+    url = f"sqlite:///{tmp_path / 'times.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        user = await new_user(store)
+        on_the_second = datetime(2026, 11, 30, 8, 0, 0, tzinfo=UTC)
+        await store.post_journal(topup_journal(new_id(), user.id, 500, on_the_second))
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "times.db") as db:
+        journal_times = {row[0] for row in db.execute("SELECT created_at FROM journals")}
+        posting_times = {row[0] for row in db.execute("SELECT created_at FROM postings")}
+        account_time = db.execute("SELECT created_at FROM accounts WHERE kind = 'wallet'")
+        sqlalchemy_written = account_time.fetchone()[0]
+    assert journal_times == posting_times == {"2026-11-30 08:00:00.000000"}
+    assert len(sqlalchemy_written) == len("2026-11-30 08:00:00.000000")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC))
+    | st.datetimes(min_value=datetime(1000, 1, 2), timezones=st.just(timezone(timedelta(hours=7))))
+)
+def test_sqlite_timestamp_text_is_sqlalchemys(moment: datetime) -> None:
+    dialect = create_async_engine("sqlite+aiosqlite://").dialect
+    column_type = postings.c.created_at.type.dialect_impl(dialect)
+    to_text = column_type.bind_processor(dialect)
+    assert to_text is not None
+    assert SqlStore._timestamp(moment) == to_text(moment)
+
+
+async def test_a_priority_writer_goes_before_waiting_writers(tmp_path: Path) -> None:
+    """Settlements (close_transfer) take the next turn on SQLite's shared writer, ahead of
+    requests already waiting, so a transfer's credit does not queue behind new work."""
+    url = f"sqlite:///{tmp_path / 'priority.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        writer = store._group
+        assert writer is not None
+        order: list[str] = []
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with writer.transaction():
+                holding.set()
+                await release.wait()
+
+        async def write(name: str, priority: bool) -> None:
+            async with writer.transaction(priority):
+                order.append(name)
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        waiting = [asyncio.create_task(write(f"request {i}", False)) for i in range(3)]
+        await asyncio.sleep(0)
+        waiting += [asyncio.create_task(write(f"settlement {i}", True)) for i in range(2)]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(holder, *waiting)
+        assert order == ["settlement 0", "settlement 1", "request 0", "request 1", "request 2"]
+        assert writer.committed >= 6
     finally:
         await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,6 +54,11 @@ def test_bad_phones(raw: str) -> None:
 def test_ids_are_uuid7_and_time_ordered() -> None:
     first, second = new_id(), new_id()
     assert is_uuid(first)
+    for made in (new_id() for _ in range(200)):
+        parsed = uuid.UUID(made)
+        assert str(parsed) == made
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
     assert first[14] == "7"
     assert first[:8] <= second[:8]
     assert not is_uuid("not-a-uuid")

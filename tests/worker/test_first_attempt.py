@@ -48,13 +48,15 @@ async def test_settle_soon_credits_each_transfer_once_without_a_claim(database_u
         assert context.container is not None
         store = context.container.store
         _sender, target, ids = await _pending_transfers(http, 20)
+        accepted = []
         for transfer_id in ids:
             transfer = await store.get_transfer(transfer_id)
             assert transfer is not None
             assert transfer.status is TransferStatus.PENDING
+            accepted.append(transfer)
         worker, wake = _idle_worker(context.container)
-        for transfer_id in ids + ids[:5]:  # handed twice: still credited once
-            worker.settle_soon(transfer_id)
+        for transfer in accepted + accepted[:5]:  # handed twice: still credited once
+            worker.settle_soon(transfer)
         await worker.finish_first_attempts()
         assert not wake.is_set()
         assert worker.settled == 20
@@ -81,8 +83,10 @@ async def test_a_failed_first_attempt_leaves_the_transfer_to_the_claim_loop(
         assert await store.set_account_blocked(wallet_account(target.user_id), True)
         sent = await sender.transfer(target.user_id, 10_000, "Blocked target")
         transfer_id = sent.json()["result"]["transfer_id"]
+        accepted = await store.get_transfer(transfer_id)
+        assert accepted is not None
         worker, wake = _idle_worker(context.container)
-        worker.settle_soon(transfer_id)
+        worker.settle_soon(accepted)
         await worker.finish_first_attempts()
         assert wake.is_set()  # the claim loop is woken to record the failure and retry
         transfer = await store.get_transfer(transfer_id)

@@ -85,8 +85,8 @@ async def test_the_api_enqueues_once_per_transfer_and_attempt(container: Contain
     store = container.store
     burst = await make_burst(store, 3, senders=1, targets=1)
     for transfer in burst.transfers:
-        await dispatcher.transfer_accepted(transfer.id)
-        await dispatcher.transfer_accepted(transfer.id)  # a repeated delivery: same job key
+        await dispatcher.transfer_accepted(transfer)
+        await dispatcher.transfer_accepted(transfer)  # a repeated delivery: same job key
     assert await dispatcher.queue_depth() == {"queued": 3, "active": 0, "incomplete": 3}
     job = await dispatcher.queue.job(job_key(burst.transfers[0].id, 0))
     assert job is not None
@@ -237,7 +237,7 @@ async def test_a_saq_worker_killed_mid_burst_loses_nothing_and_credits_nothing_t
         assert isinstance(dispatcher, SaqDispatcher)
         burst = await make_burst(store, 200)
         for transfer in burst.transfers:
-            await dispatcher.transfer_accepted(transfer.id)
+            await dispatcher.transfer_accepted(transfer)
         env = {
             "REDIS_URL": redis_server.url,
             "SAQ_QUEUE_NAME": queue_name,

@@ -21,8 +21,9 @@ from dompet.api.responses import json_response
 from dompet.config import Settings
 from dompet.container import Container
 from dompet.dashboard import routes as dashboard
-from dompet.observability.logging import RequestIdMiddleware, configure_logging
-from dompet.observability.metrics import Metrics, MetricsMiddleware
+from dompet.observability.edge import RequestObserver
+from dompet.observability.logging import configure_logging
+from dompet.observability.metrics import Metrics
 
 DESCRIPTION = """
 Dompet serves two APIs over one double-entry ledger:
@@ -85,8 +86,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     metrics = Metrics()
     app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has an id and a log line
+    app.add_middleware(RequestObserver, metrics=metrics)  # outermost: every answer is seen
     install_openapi(app)
     app.include_router(wallet.router)
     app.include_router(savings.router)

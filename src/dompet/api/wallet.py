@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from dompet.api import schemas as s
-from dompet.api.deps import ContainerDep, UserId
+from dompet.api.deps import CallerDep, ContainerDep
 from dompet.api.idempotency import Idempotency
+from dompet.api.openapi import BEARER
 from dompet.api.presenters import WalletPresenter
 from dompet.api.responses import json_response, wallet_ok
 from dompet.api.routing import WalletRoute
@@ -39,6 +40,117 @@ def _presenter(request: Request) -> WalletPresenter:
 def _idempotency(request: Request) -> Idempotency:
     idem: Idempotency = request.app.state.idempotency
     return idem
+
+
+# Money routes first: routing tries routes in order, and these carry the load. The documented
+# order (api/openapi.py) is the specification's, whatever the order here.
+
+
+@router.post(
+    "/topup",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[s.TopUpResult],
+    responses=_MONEY_FAILURES,
+    summary="Top up the caller's balance",
+)
+async def top_up(body: s.TopUpRequest, request: Request, me: CallerDep) -> Response:
+    presenter, wallet, user_id = _presenter(request), me.container.wallet, me.user_id
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        return wallet_ok(presenter.receipt(await wallet.top_up(user_id, body.amount, idem)))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.post(
+    "/pay",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[s.PaymentResult],
+    responses=_MONEY_FAILURES,
+    summary="Pay from the caller's balance",
+)
+async def pay(body: s.PayRequest, request: Request, me: CallerDep) -> Response:
+    presenter, wallet, user_id = _presenter(request), me.container.wallet, me.user_id
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        entry = await wallet.pay(user_id, body.amount, body.remarks, idem)
+        return wallet_ok(presenter.receipt(entry))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.post(
+    "/transfer",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[s.TransferResult],
+    responses={
+        **_MONEY_FAILURES,
+        404: {"model": s.Failure, "description": "Target user not found"},
+    },
+    summary="Transfer to another user (debited now, credited in the background)",
+)
+async def transfer(body: s.TransferRequest, request: Request, me: CallerDep) -> Response:
+    presenter, wallet, user_id = _presenter(request), me.container.wallet, me.user_id
+
+    async def run(idem: IdempotencyKey | None) -> Response:
+        entry = await wallet.transfer(user_id, body.target_user, body.amount, body.remarks, idem)
+        return wallet_ok(presenter.receipt(entry))
+
+    async def replay(journal_id: str) -> Response:
+        return wallet_ok(presenter.receipt(await wallet.replay(user_id, journal_id)))
+
+    return await _idempotency(request).run(request, user_id, body, run, replay)
+
+
+@router.get(
+    "/transactions",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[list[s.TransactionItem]],
+    responses={401: _FAILURES[401]},
+    summary="The caller's entries, newest first",
+    description=(
+        "Without parameters the whole history is returned. With `limit`, one page is returned "
+        "and, when more remain, the `X-Next-Cursor` response header holds the value to pass as "
+        "`cursor` for the next (older) page."
+    ),
+)
+async def transactions(
+    request: Request,
+    me: CallerDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_CURSOR)] = None,
+) -> Response:
+    presenter = _presenter(request)
+    user_id = me.user_id
+    entries = await me.container.wallet.history(user_id, limit=limit, before=cursor)
+    headers = None
+    if limit is not None and len(entries) == limit:
+        headers = {"X-Next-Cursor": str(entries[-1].sequence)}
+    return json_response(
+        {"status": "SUCCESS", "result": [presenter.transaction(e, user_id) for e in entries]},
+        headers=headers,
+    )
+
+
+@router.put(
+    "/profile",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[s.ProfileResult],
+    responses=_FAILURES,
+    summary="Change first_name, last_name and/or address (nothing else)",
+)
+async def update_profile(body: s.ProfileRequest, request: Request, me: CallerDep) -> Response:
+    user = await me.container.wallet.update_profile(
+        me.user_id,
+        ProfileChanges(first_name=body.first_name, last_name=body.last_name, address=body.address),
+    )
+    return wallet_ok(_presenter(request).profile(user))
 
 
 @router.post(
@@ -86,111 +198,3 @@ async def login(body: s.LoginRequest, c: ContainerDep) -> Response:
 async def refresh(body: s.RefreshRequest, c: ContainerDep) -> Response:
     pair = await c.wallet.refresh(body.refresh_token)
     return wallet_ok({"access_token": pair.access_token, "refresh_token": pair.refresh_token})
-
-
-@router.post(
-    "/topup",
-    response_model=s.Envelope[s.TopUpResult],
-    responses=_MONEY_FAILURES,
-    summary="Top up the caller's balance",
-)
-async def top_up(
-    body: s.TopUpRequest, request: Request, user_id: UserId, c: ContainerDep
-) -> Response:
-    presenter = _presenter(request)
-
-    async def run(idem: IdempotencyKey | None) -> Response:
-        return wallet_ok(presenter.receipt(await c.wallet.top_up(user_id, body.amount, idem)))
-
-    async def replay(journal_id: str) -> Response:
-        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
-
-    return await _idempotency(request).run(request, user_id, body, run, replay)
-
-
-@router.post(
-    "/pay",
-    response_model=s.Envelope[s.PaymentResult],
-    responses=_MONEY_FAILURES,
-    summary="Pay from the caller's balance",
-)
-async def pay(body: s.PayRequest, request: Request, user_id: UserId, c: ContainerDep) -> Response:
-    presenter = _presenter(request)
-
-    async def run(idem: IdempotencyKey | None) -> Response:
-        entry = await c.wallet.pay(user_id, body.amount, body.remarks, idem)
-        return wallet_ok(presenter.receipt(entry))
-
-    async def replay(journal_id: str) -> Response:
-        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
-
-    return await _idempotency(request).run(request, user_id, body, run, replay)
-
-
-@router.post(
-    "/transfer",
-    response_model=s.Envelope[s.TransferResult],
-    responses={
-        **_MONEY_FAILURES,
-        404: {"model": s.Failure, "description": "Target user not found"},
-    },
-    summary="Transfer to another user (debited now, credited in the background)",
-)
-async def transfer(
-    body: s.TransferRequest, request: Request, user_id: UserId, c: ContainerDep
-) -> Response:
-    presenter = _presenter(request)
-
-    async def run(idem: IdempotencyKey | None) -> Response:
-        entry = await c.wallet.transfer(user_id, body.target_user, body.amount, body.remarks, idem)
-        return wallet_ok(presenter.receipt(entry))
-
-    async def replay(journal_id: str) -> Response:
-        return wallet_ok(presenter.receipt(await c.wallet.replay(user_id, journal_id)))
-
-    return await _idempotency(request).run(request, user_id, body, run, replay)
-
-
-@router.get(
-    "/transactions",
-    response_model=s.Envelope[list[s.TransactionItem]],
-    responses={401: _FAILURES[401]},
-    summary="The caller's entries, newest first",
-    description=(
-        "Without parameters the whole history is returned. With `limit`, one page is returned "
-        "and, when more remain, the `X-Next-Cursor` response header holds the value to pass as "
-        "`cursor` for the next (older) page."
-    ),
-)
-async def transactions(
-    request: Request,
-    user_id: UserId,
-    c: ContainerDep,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    cursor: Annotated[int | None, Query(ge=1, le=MAX_CURSOR)] = None,
-) -> Response:
-    presenter = _presenter(request)
-    entries = await c.wallet.history(user_id, limit=limit, before=cursor)
-    headers = None
-    if limit is not None and len(entries) == limit:
-        headers = {"X-Next-Cursor": str(entries[-1].sequence)}
-    return json_response(
-        {"status": "SUCCESS", "result": [presenter.transaction(e, user_id) for e in entries]},
-        headers=headers,
-    )
-
-
-@router.put(
-    "/profile",
-    response_model=s.Envelope[s.ProfileResult],
-    responses=_FAILURES,
-    summary="Change first_name, last_name and/or address (nothing else)",
-)
-async def update_profile(
-    body: s.ProfileRequest, request: Request, user_id: UserId, c: ContainerDep
-) -> Response:
-    user = await c.wallet.update_profile(
-        user_id,
-        ProfileChanges(first_name=body.first_name, last_name=body.last_name, address=body.address),
-    )
-    return wallet_ok(_presenter(request).profile(user))

@@ -1,8 +1,8 @@
 """Structured logs: JSON lines (python-json-logger) carrying the request id, secrets scrubbed.
 
-:class:`RequestIdMiddleware` takes ``X-Request-ID`` from the request (or makes one), returns it
-on the response, puts it on every log record of that request, and logs one access line per
-request (method, route template, status, duration; never the body, query or headers).
+:class:`~dompet.observability.edge.RequestObserver` sets :data:`request_id` for each request and
+logs one access line per request (method, route template, status, duration; never the body,
+query or headers) on :data:`ACCESS_LOGGER`; :class:`RequestIdFilter` puts the id on every record.
 :class:`ScrubFilter` redacts pins, passwords, tokens and Authorization values from every record.
 """
 
@@ -11,15 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from dompet.observability.metrics import route_template
 
 request_id: ContextVar[str | None] = ContextVar("dompet_request_id", default=None)
 
@@ -36,7 +31,6 @@ _SECRET_IN_TEXT = re.compile(
 )
 _SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
 """SQLAlchemy puts a statement's bound values (pin hashes ...) into its error messages."""
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ACCESS_LOGGER = "dompet.access"
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -118,48 +112,3 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
-
-
-class RequestIdMiddleware:
-    """Pure ASGI: X-Request-ID in (if well-formed) or new, out on the response, in the logs."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.log = logging.getLogger(ACCESS_LOGGER)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
-        token = request_id.set(rid)
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
-                ]
-                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self.log.info(
-                "%s %s %s",
-                scope["method"],
-                route_template(scope),
-                status,
-                extra={
-                    "method": scope["method"],
-                    "route": route_template(scope),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                },
-            )
-            request_id.reset(token)

@@ -1,15 +1,14 @@
 """Prometheus metrics, one registry per app (no global state): ``GET /metrics``.
 
-Request counts and latency per route template come from :class:`MetricsMiddleware`; money
+Request counts and latency per route template come from
+:class:`~dompet.observability.edge.RequestObserver`; money
 moved from the services' MoneyObservers; transfers by status, queue depth and settlement lag
 are read from the store at scrape time.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,7 +18,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dompet.services.ports import Clock
 from dompet.storage.port import LedgerStore
@@ -86,6 +84,8 @@ class Metrics:
             "Transfers that became SUCCESS or FAILED in the last 5 minutes.",
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._money_children: dict[str, tuple[Counter, Counter]] = {}
         self.scrape_errors = Counter(
             "dompet_metrics_scrape_errors",
             "Scrapes whose database-derived metrics could not be read.",
@@ -93,12 +93,23 @@ class Metrics:
         )
 
     def money_moved(self, kind: str, amount: int) -> None:
-        self.money.labels(kind).inc(amount)
-        self.movements.labels(kind).inc()
+        children = self._money_children.get(kind)
+        if children is None:
+            children = (self.money.labels(kind), self.movements.labels(kind))
+            self._money_children[kind] = children
+        children[0].inc(amount)
+        children[1].inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        children = self._request_children.get((method, route, status))
+        if children is None:  # labels() takes a lock and builds keys: once per combination
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def refresh(self, store: LedgerStore, clock: Clock) -> None:
         """Read the database-derived gauges (called on every scrape)."""
@@ -124,38 +135,3 @@ def _quantile(sorted_values: list[float], q: float) -> float:
         return 0.0
     index = min(int(q * (len(sorted_values) - 1) + 0.5), len(sorted_values) - 1)
     return sorted_values[index]
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (``/saldo/{no_rekening}``), never the raw path."""
-    route: Any = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: count and time every HTTP request by route template."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.observe_request(
-                scope["method"], route_template(scope), status, time.perf_counter() - start
-            )

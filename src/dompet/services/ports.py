@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from dompet.domain.ledger import JournalKind
+from dompet.domain.transfers import Transfer
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware, in UTC."""
@@ -53,7 +54,8 @@ class TokenCodec(Protocol):
 class TransferDispatcher(Protocol):
     """Tells the background workers a transfer is waiting (after its commit)."""
 
-    async def transfer_accepted(self, transfer_id: str) -> None: ...
+    async def transfer_accepted(self, transfer: Transfer) -> None:
+        """``transfer`` was committed as accepted (PENDING, no attempt yet)."""
 
     async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
         """An operator made a transfer with ``attempt`` failed attempts due again (issue 4)."""

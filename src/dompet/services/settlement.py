@@ -48,15 +48,16 @@ class SettlementService:
             return SettlementResult(transfer_id, Outcome.NOT_FOUND)
         return await self.settle_transfer(transfer)
 
-    async def try_settle_now(self, transfer_id: str) -> SettlementResult | None:
-        """First attempt at a fresh transfer, right after it was accepted, without a claim.
+    async def try_settle_now(self, transfer: Transfer) -> SettlementResult | None:
+        """First attempt at a fresh transfer, right after it was accepted, without a claim
+        (and without reading it back: ``transfer`` is the row as it was committed).
 
         Returns None when the transfer needs the claimed path instead: it failed (the claimed
         path records the failure and retries), or it is already being retried. Safe beside a
-        worker that claimed the same transfer: ``close_transfer`` credits only once.
+        worker that claimed the same transfer, or a second hand-over of it: ``close_transfer``
+        credits only a transfer that is still PENDING, once.
         """
-        transfer = await self._store.get_transfer(transfer_id)
-        if transfer is None or transfer.attempts > 0:
+        if transfer.attempts > 0:
             return None
         if transfer.status is not TransferStatus.PENDING:
             return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)

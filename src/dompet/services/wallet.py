@@ -178,7 +178,7 @@ class WalletService:
         except AccountNotFound:
             raise Unauthenticated() from None
         self._observers.money_moved("transfer", amount)
-        await self._dispatcher.transfer_accepted(transfer.id)
+        await self._dispatcher.transfer_accepted(transfer)
         return entry_for(entries, wallet_account(user_id))
 
     async def replay(self, user_id: str, journal_id: str) -> Entry:

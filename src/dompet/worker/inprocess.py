@@ -38,11 +38,11 @@ class WakeDispatcher:
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
-        self.on_accepted: Callable[[str], None] | None = None
+        self.on_accepted: Callable[[Transfer], None] | None = None
 
-    async def transfer_accepted(self, transfer_id: str) -> None:
+    async def transfer_accepted(self, transfer: Transfer) -> None:
         if self.on_accepted is not None:
-            self.on_accepted(transfer_id)
+            self.on_accepted(transfer)
         else:
             self.wake.set()
 
@@ -106,21 +106,21 @@ class SettlementWorker:
         self._stopping.set()
         self._wake.set()
 
-    def settle_soon(self, transfer_id: str) -> None:
+    def settle_soon(self, transfer: Transfer) -> None:
         """Try a just-accepted transfer at once, beside the claim loop (no claim, no batch:
         the lowest settlement lag). A failure goes to the claim loop, which records it."""
         if self._stopping.is_set():
             self._wake.set()
             return
-        task = asyncio.create_task(self._first_attempt(transfer_id))
+        task = asyncio.create_task(self._first_attempt(transfer))
         self._first_attempts.add(task)
         task.add_done_callback(self._first_attempts.discard)
 
-    async def _first_attempt(self, transfer_id: str) -> None:
+    async def _first_attempt(self, transfer: Transfer) -> None:
         try:
-            result = await self._settlement.try_settle_now(transfer_id)
+            result = await self._settlement.try_settle_now(transfer)
         except Exception:
-            log.exception("first settlement attempt of %s failed", transfer_id)
+            log.exception("first settlement attempt of %s failed", transfer.id)
             result = None
         if result is None:
             self._wake.set()

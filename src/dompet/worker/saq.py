@@ -25,6 +25,7 @@ from typing import Any
 
 from saq import Job, Queue, Worker
 
+from dompet.domain.transfers import Transfer
 from dompet.services.ports import Clock
 from dompet.services.settlement import Outcome, SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
@@ -91,8 +92,8 @@ class SaqDispatcher:
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
 
-    async def transfer_accepted(self, transfer_id: str) -> None:
-        await self._enqueue(transfer_id, 0)
+    async def transfer_accepted(self, transfer: Transfer) -> None:
+        await self._enqueue(transfer.id, 0)
 
     async def transfer_retried(self, transfer_id: str, attempt: int) -> None:
         """An operator made a failed transfer due again."""

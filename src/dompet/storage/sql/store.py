@@ -7,7 +7,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -110,7 +110,6 @@ class SqlStore:
         self.engine_name = engine_name
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
-        self._sqlite_time = postings.c.created_at.type.bind_processor(writer.dialect)
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
         # PostgreSQL: every checkout passes this gate (pool-sized), settlement first.
         self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
@@ -131,15 +130,21 @@ class SqlStore:
         async with self._reader.connect() as conn:
             await conn.execute(select(literal(1)))
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction; it has committed (durably) when the block has exited."""
+    def _write(self, priority: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One write transaction; it has committed (durably) when the block has exited.
+
+        ``priority`` (SQLite): take the shared writer's next turn before waiting requests --
+        for settlements, so the credit of an accepted transfer does not queue behind new work.
+        """
         if self._group is not None:
-            async with self._group.transaction() as conn:
-                yield conn
-            return
+            return self._group.transaction(priority)
+        return self._pg_write(priority)
+
+    @asynccontextmanager
+    async def _pg_write(self, priority: bool) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a write transaction, through the gate (``priority``: served first)."""
         assert self._pg_gate is not None
-        async with self._pg_gate.slot(), self._writer.begin() as conn:
+        async with self._pg_gate.slot(priority), self._writer.begin() as conn:
             yield conn
 
     @asynccontextmanager
@@ -352,23 +357,26 @@ class SqlStore:
             return entries
         async with self._write() as conn:
             entries = await self._apply(conn, journal)
-            await conn.execute(
-                insert(transfers).values(
-                    id=transfer.id,
-                    sender_id=transfer.sender_id,
-                    target_id=transfer.target_id,
-                    amount=transfer.amount,
-                    remarks=transfer.remarks,
-                    status=TransferStatus.PENDING,
-                    created_at=transfer.created_at,
-                    settled_at=None,
-                    attempts=0,
-                    last_error="",
-                    next_attempt_at=transfer.created_at,
-                    claimed_by=None,
-                    claimed_until=None,
+            if self._group is not None:
+                self._insert_transfer_sqlite(transfer)
+            else:
+                await conn.execute(
+                    insert(transfers).values(
+                        id=transfer.id,
+                        sender_id=transfer.sender_id,
+                        target_id=transfer.target_id,
+                        amount=transfer.amount,
+                        remarks=transfer.remarks,
+                        status=TransferStatus.PENDING,
+                        created_at=transfer.created_at,
+                        settled_at=None,
+                        attempts=0,
+                        last_error="",
+                        next_attempt_at=transfer.created_at,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
                 )
-            )
             if idem is not None:
                 await self._answer_with_journal(conn, idem, journal.id)
         return entries
@@ -379,16 +387,51 @@ class SqlStore:
         if self._group is None:  # PostgreSQL: one statement, the flip with the journal
             closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
             return closed is not None
-        async with self._write() as conn:
-            flipped = await conn.execute(
-                update(transfers)
-                .where(transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING)
-                .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
-            )
-            if flipped.rowcount != 1:
+        async with self._write(priority=True) as conn:
+            if self._group is not None:
+                flipped = self._close_transfer_sqlite(transfer_id, status, now)
+            else:
+                result = await conn.execute(
+                    update(transfers)
+                    .where(
+                        transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING
+                    )
+                    .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
+                )
+                flipped = result.rowcount
+            if flipped != 1:
                 return False
             await self._apply(conn, journal)
         return True
+
+    def _insert_transfer_sqlite(self, transfer: Transfer) -> None:
+        """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
+        assert self._group is not None
+        at = self._timestamp(transfer.created_at)
+        self._group.raw.execute(
+            _SQLITE_INSERT_TRANSFER,
+            (
+                transfer.id,
+                transfer.sender_id,
+                transfer.target_id,
+                transfer.amount,
+                transfer.remarks,
+                TransferStatus.PENDING.value,
+                at,
+                at,
+            ),
+        )
+
+    def _close_transfer_sqlite(
+        self, transfer_id: str, status: TransferStatus, now: datetime
+    ) -> int:
+        """Flip a PENDING transfer to ``status``; how many rows changed (0 or 1)."""
+        assert self._group is not None
+        cursor = self._group.raw.execute(
+            _SQLITE_CLOSE_TRANSFER,
+            (status.value, self._timestamp(now), transfer_id, TransferStatus.PENDING.value),
+        )
+        return cursor.rowcount
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         if self._group is None:  # PostgreSQL: straight to the driver (each settlement reads)
@@ -841,13 +884,22 @@ class SqlStore:
             return await self._apply_sqlite(conn, journal)
         return await self._apply_sql(conn, journal)
 
+    @staticmethod
+    def _timestamp(moment: datetime) -> str:
+        """A UtcDateTime as SQLAlchemy stores it on SQLite, for the raw sqlite3 hot path:
+        naive UTC text with microseconds always, 'YYYY-MM-DD HH:MM:SS.ffffff' (the same text,
+        not sqlite3's own datetime adapter)."""
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
+        return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+
     async def _apply_sqlite(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
         """``_apply`` on SQLite's shared writer: the same statements on the raw sqlite3
         connection (they run on this thread anyway, microseconds each), without SQLAlchemy's
         per-statement execution machinery -- most of a payment's CPU time."""
-        fairy = await conn.get_raw_connection()
-        raw: sqlite3.Connection = fairy.driver_connection._conn  # type: ignore[union-attr]
-        at = self._sqlite_time(journal.created_at) if self._sqlite_time else journal.created_at
+        assert self._group is not None
+        raw = self._group.raw
+        at = self._timestamp(journal.created_at)
         try:
             raw.execute(
                 _SQLITE_INSERT_JOURNAL,
@@ -1224,6 +1276,15 @@ _SQLITE_INSERT_POSTING = (
     "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
 )
 _SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING.removesuffix(" RETURNING id")
+_SQLITE_INSERT_TRANSFER = (
+    "INSERT INTO transfers (id, sender_id, target_id, amount, remarks, status, created_at, "
+    "settled_at, attempts, last_error, next_attempt_at, claimed_by, claimed_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, '', ?, NULL, NULL)"
+)
+_SQLITE_CLOSE_TRANSFER = (
+    "UPDATE transfers SET status = ?, settled_at = ?, claimed_by = NULL, claimed_until = NULL "
+    "WHERE id = ? AND status = ?"
+)
 _SQLITE_MOVE = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 _SQLITE_MOVE_BALANCE = {
     (False, False): _SQLITE_MOVE + " RETURNING balance",
