@@ -980,10 +980,12 @@ class SqlStore:
         assert self._pg_gate is not None
         async with self._pg_gate.slot(urgent), self._writer.connect() as conn:
             fairy = await conn.get_raw_connection()
+            raw: Any = fairy.driver_connection
             try:
-                yield fairy.driver_connection
-            except (asyncio.CancelledError, asyncpg.InterfaceError, OSError, TimeoutError):
-                await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
+                yield raw
+            except BaseException as exc:
+                if raw.is_closed() or not isinstance(exc, Exception) or isinstance(exc, _BROKEN):
+                    await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
                 raise
 
     async def _pg_claim_new_key(self, key: IdempotencyKey, now: datetime, ttl: timedelta) -> bool:
@@ -1250,6 +1252,9 @@ _PG_CLAIM_NEW_KEY = (
     " response_body, created_at, expires_at) VALUES ($1::text, $2::text, $3::text, NULL, NULL,"
     " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
 )
+
+_BROKEN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
+"""Errors after which a raw PostgreSQL connection is not given back to the pool."""
 
 _PG_GET_USER = (
     "SELECT id, first_name, last_name, phone_number, address, created_at, updated_at"
