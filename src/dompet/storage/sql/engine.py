@@ -95,11 +95,6 @@ def _inline_creator(database_url: str, *, reader: bool) -> Any:
 SQLITE_READERS = 8
 """Reads in flight at once per process on SQLite (they run inline, so more would not help)."""
 
-POSTGRES_READERS = 16
-"""Reads in flight at once per process on PostgreSQL (SqlStore._read): fewer than the pool's
-20, so reads alone never open overflow connections -- each a new backend (fork, auth, cold
-statement cache) closed again on return, about 1 ms of server CPU per read at 32+ at once."""
-
 
 def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
     """SQLite: WAL, a busy timeout, durable commits; writers take the write lock up front.
@@ -149,13 +144,40 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
 
 
 def create_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader) engines; on PostgreSQL both are one pooled engine."""
+    """(writer, reader) engines; on PostgreSQL both share one pool."""
     if is_sqlite(database_url):
         return (
             _sqlite_engine(database_url, writer=True),
             _sqlite_engine(database_url, writer=False),
         )
-    engine = create_async_engine(
-        async_url(database_url), pool_size=20, max_overflow=20, pool_pre_ping=False
+    engine = _postgres_engine(database_url)
+    # Reads run without BEGIN/ROLLBACK (autocommit; one round trip instead of three) on the
+    # same pool; a read that needs one snapshot (snapshot, export) opens its own transaction.
+    return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+PG_POOL_SIZE = 20
+"""Default connections per process on PostgreSQL (env PG_POOL_SIZE)."""
+
+
+def postgres_pool_size() -> int:
+    size = int(os.environ.get("PG_POOL_SIZE", PG_POOL_SIZE))
+    if size < 1:
+        raise ValueError("PG_POOL_SIZE must be at least 1")
+    return size
+
+
+def _postgres_engine(database_url: str) -> AsyncEngine:
+    """PostgreSQL: a fixed pool, no overflow.
+
+    Overflow connections are closed as soon as they are returned, so under a steady load
+    above ``pool_size`` every few requests paid a new connection (TLS probe, fork of a
+    backend): a fixed pool that callers queue for is cheaper on a small machine.
+    """
+    return create_async_engine(
+        async_url(database_url),
+        pool_size=postgres_pool_size(),
+        max_overflow=0,
+        pool_timeout=120,
+        pool_pre_ping=False,
     )
-    return engine, engine

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
     Integer,
     Row,
@@ -19,7 +21,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    false,
     func,
     insert,
     literal,
@@ -74,15 +75,18 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.sql import pg_journal
 from dompet.storage.sql.engine import (
-    POSTGRES_READERS,
     SQLITE_READERS,
     create_engines,
     is_sqlite,
+    postgres_pool_size,
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
+from dompet.storage.sql.priority import PriorityGate
 from dompet.storage.sql.tables import (
     Money,
+    UtcDateTime,
     accounts,
     customers,
     idempotency_keys,
@@ -109,9 +113,10 @@ class SqlStore:
         self.engine_name = engine_name
         # SQLite: one shared writer connection whose callers' transactions commit in groups.
         self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
-        self._read_slots = asyncio.Semaphore(
-            SQLITE_READERS if engine_name == "sqlite" else POSTGRES_READERS
-        )
+        # SQLite: reads in flight at once (FIFO). PostgreSQL: every checkout, read or write,
+        # passes one pool-sized gate (FIFO, settlement first), so none waits in the pool.
+        self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
+        self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
 
@@ -139,12 +144,26 @@ class SqlStore:
         """
         if self._group is not None:
             return self._group.transaction(priority)
-        return self._writer.begin()
+        return self._pg_write(priority)
+
+    @asynccontextmanager
+    async def _pg_write(self, priority: bool) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a write transaction, through the gate (``priority``: served first)."""
+        assert self._pg_gate is not None
+        async with self._pg_gate.slot(priority), self._writer.begin() as conn:
+            yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._read_slots, self._reader.connect() as conn:  # FIFO: no starvation
+        async with self._read_slot(), self._reader.connect() as conn:  # FIFO: no starvation
             yield conn
+
+    def _read_slot(self) -> AbstractAsyncContextManager[Any]:
+        """The right to check a reader connection out (see ``__init__``)."""
+        if self._pg_gate is not None:
+            return self._pg_gate.slot()
+        assert self._read_slots is not None
+        return self._read_slots
 
     @asynccontextmanager
     async def _read_driver(self) -> AsyncIterator[Any]:
@@ -153,7 +172,7 @@ class SqlStore:
         For the hot reads that skip SQLAlchemy's execution layer (see ``_driver_rows``): half
         the cost of ``_read`` per call. Back to the pool (reset) after; dropped on an error.
         """
-        async with self._read_slots:
+        async with self._read_slot():
             pooled = await self._reader.raw_connection()
             try:
                 yield pooled.driver_connection
@@ -195,8 +214,11 @@ class SqlStore:
         return Credentials(user_id=row.id, pin_hash=row.pin_hash) if row else None
 
     async def get_user(self, user_id: str) -> User | None:
-        async with self._read() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if self._group is None:  # PostgreSQL: straight to the driver (a hot read)
+            async with self._pg_raw() as raw:
+                record = await raw.fetchrow(_PG_GET_USER, user_id)
+            return _user(_pg_row(record)) if record else None
+        row = await self._sqlite_row(_SQLITE_GET_USER, user_id)
         return _user(row) if row else None
 
     async def update_profile(
@@ -337,8 +359,12 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
+        if self._group is None:  # PostgreSQL: one statement
+            entries = await self._pg_journal(journal, idem=idem)
+            assert entries is not None
+            return entries
         async with self._write() as conn:
-            entries = await self._apply(conn, journal)
+            entries = await self._apply_sqlite(conn, journal)
             if idem is not None:
                 await self._answer_with_journal(conn, idem, journal.id)
         return entries
@@ -346,28 +372,13 @@ class SqlStore:
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        async with self._write() as conn:
-            entries = await self._apply(conn, journal)
-            if self._group is not None:
-                self._insert_transfer_sqlite(transfer)
-            else:
-                await conn.execute(
-                    insert(transfers).values(
-                        id=transfer.id,
-                        sender_id=transfer.sender_id,
-                        target_id=transfer.target_id,
-                        amount=transfer.amount,
-                        remarks=transfer.remarks,
-                        status=TransferStatus.PENDING,
-                        created_at=transfer.created_at,
-                        settled_at=None,
-                        attempts=0,
-                        last_error="",
-                        next_attempt_at=transfer.created_at,
-                        claimed_by=None,
-                        claimed_until=None,
-                    )
-                )
+        if self._group is None:  # PostgreSQL: one statement, with the transfer row
+            entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
+            assert entries is not None
+            return entries
+        async with self._write() as conn:  # SQLite: on the shared writer's raw connection
+            entries = await self._apply_sqlite(conn, journal)
+            self._insert_transfer_sqlite(transfer)
             if idem is not None:
                 await self._answer_with_journal(conn, idem, journal.id)
         return entries
@@ -375,22 +386,29 @@ class SqlStore:
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        async with self._write(priority=True) as conn:
-            if self._group is not None:
-                flipped = self._close_transfer_sqlite(transfer_id, status, now)
-            else:
-                result = await conn.execute(
-                    update(transfers)
-                    .where(
-                        transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING
-                    )
-                    .values(status=status, settled_at=now, claimed_by=None, claimed_until=None)
-                )
-                flipped = result.rowcount
-            if flipped != 1:
+        if self._group is None:  # PostgreSQL: one statement, the flip with the journal
+            closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
+            return closed is not None
+        async with self._write(priority=True) as conn:  # SQLite: settlement goes first
+            if self._close_transfer_sqlite(transfer_id, status, now) != 1:
                 return False
-            await self._apply(conn, journal)
+            await self._apply_sqlite(conn, journal)
         return True
+
+    async def _sqlite_row(self, sql: str, *args: Any) -> Any:
+        """SQLite: the one row of a single-statement read, as attributes (timestamps aware
+        UTC, as tables.UtcDateTime gives them), on a reader's driver connection."""
+        async with self._read_driver() as driver, driver.execute(sql, args) as cursor:
+            row = await cursor.fetchone()
+            names = [column[0] for column in cursor.description]
+        if row is None:
+            return None
+        return SimpleNamespace(
+            **{
+                name: _sqlite_utc(value) if name in _TIME_COLUMNS and value is not None else value
+                for name, value in zip(names, row, strict=True)
+            }
+        )
 
     def _insert_transfer_sqlite(self, transfer: Transfer) -> None:
         """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
@@ -422,10 +440,11 @@ class SqlStore:
         return cursor.rowcount
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(select(transfers).where(transfers.c.id == transfer_id))
-            ).first()
+        if self._group is None:  # PostgreSQL: straight to the driver (each settlement reads)
+            async with self._pg_raw(urgent=True) as raw:
+                record = await raw.fetchrow(_PG_GET_TRANSFER, transfer_id)
+            return _transfer(_pg_row(record)) if record else None
+        row = await self._sqlite_row(_SQLITE_GET_TRANSFER, transfer_id)
         return _transfer(row) if row else None
 
     async def claim_due_transfers(
@@ -640,6 +659,8 @@ class SqlStore:
     async def claim_idempotency(
         self, key: IdempotencyKey, now: datetime, ttl: timedelta, stale_after: timedelta
     ) -> ClaimOutcome:
+        if self._group is None and await self._pg_claim_new_key(key, now, ttl):
+            return Claimed()
         where = and_(idempotency_keys.c.scope == key.scope, idempotency_keys.c.key == key.key)
         try:
             async with self._write() as conn:
@@ -885,12 +906,6 @@ class SqlStore:
         if result.rowcount != 1:
             raise IdempotencyConflict(IN_FLIGHT)
 
-    async def _apply(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
-        """Write the journal; guard and change each customer balance in one statement."""
-        if self._group is not None:
-            return await self._apply_sqlite(conn, journal)
-        return await self._apply_sql(conn, journal)
-
     @staticmethod
     def _timestamp(moment: datetime) -> str:
         """A UtcDateTime as SQLAlchemy stores it on SQLite, for the raw sqlite3 hot path:
@@ -901,9 +916,10 @@ class SqlStore:
         return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     async def _apply_sqlite(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
-        """``_apply`` on SQLite's shared writer: the same statements on the raw sqlite3
-        connection (they run on this thread anyway, microseconds each), without SQLAlchemy's
-        per-statement execution machinery -- most of a payment's CPU time."""
+        """Write the journal on SQLite's shared writer, guarding and changing each customer
+        balance in one statement: raw sqlite3 statements (they run on this thread anyway,
+        microseconds each), without SQLAlchemy's per-statement execution machinery -- most of
+        a payment's CPU time. (PostgreSQL writes a journal in one statement: pg_journal.py.)"""
         assert self._group is not None
         raw = self._group.raw
         at = self._timestamp(journal.created_at)
@@ -942,81 +958,101 @@ class SqlStore:
             raise IntegrityError(_SQLITE_INSERT_JOURNAL, None, exc) from exc
         return entries
 
-    async def _apply_sql(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
-        """``_apply`` through SQLAlchemy (PostgreSQL).
+    async def _pg_journal(
+        self,
+        journal: Journal,
+        *,
+        transfer: Transfer | None = None,
+        close: tuple[str, TransferStatus, datetime] | None = None,
+        idem: IdempotencyKey | None = None,
+        urgent: bool = False,
+    ) -> list[Entry] | None:
+        """Write ``journal`` (+ the transfer row / the transfer's flip / the idempotency
+        answer) in one statement; None when ``close`` found the transfer no longer PENDING.
 
-        The statements are built once (module level, bound parameters): building SQLAlchemy
-        expressions per call was a third of a payment's CPU time.
+        With at most one customer posting the statement runs alone (autocommit: atomic by
+        itself, one round trip); otherwise in a transaction that a refusal rolls back.
         """
-        await conn.execute(
-            _INSERT_JOURNAL,
-            {
-                "id": journal.id,
-                "kind": journal.kind,
-                "reference": journal.reference,
-                "remarks": journal.remarks,
-                "created_at": journal.created_at,
-            },
-        )
-        entries: list[Entry] = []
-        system_rows: list[dict[str, Any]] = []
-        for posting in journal.postings:
-            if not is_customer_account(posting.account_id):
-                system_rows.append(
-                    {
-                        "journal_id": journal.id,
-                        "account_id": posting.account_id,
-                        "amount": posting.amount,
-                        "balance_before": None,
-                        "balance_after": None,
-                        "created_at": journal.created_at,
-                    }
-                )
-                continue
-            guarded = _MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
-            params: dict[str, Any] = {"account_id": posting.account_id, "amount": posting.amount}
-            if posting.amount < 0:
-                params["needed"] = -posting.amount
-            after: Any = (await conn.execute(guarded, params)).scalar_one_or_none()
-            if after is None:
-                await self._explain_refusal(conn, posting.account_id)
-            before = after - posting.amount
-            sequence = (
-                await conn.execute(
-                    _INSERT_POSTING,
-                    {
-                        "journal_id": journal.id,
-                        "account_id": posting.account_id,
-                        "amount": posting.amount,
-                        "balance_before": before,
-                        "balance_after": after,
-                        "created_at": journal.created_at,
-                    },
-                )
-            ).scalar_one()
-            entries.append(
-                Entry(
-                    sequence=sequence,
-                    account_id=posting.account_id,
-                    journal_id=journal.id,
-                    kind=journal.kind,
-                    reference=journal.reference,
-                    amount=abs(posting.amount),
-                    entry_type=EntryType.CREDIT if posting.amount > 0 else EntryType.DEBIT,
-                    balance_before=before,
-                    balance_after=after,
-                    remarks=journal.remarks,
-                    created_at=journal.created_at,
-                    status=(
-                        EntryStatus.PENDING
-                        if journal.kind is JournalKind.TRANSFER_OUT
-                        else EntryStatus.SUCCESS
-                    ),
-                )
+        option = pg_journal.OPEN if transfer else pg_journal.CLOSE if close else None
+        shape = pg_journal.shape_of(journal, option, idem is not None)
+        args = pg_journal.parameters(journal, transfer=transfer, close=close, idem=idem)
+        if len(shape.customers) > 1:
+            async with self._write() as conn:
+                row = await self._pg_execute(conn, shape, args)
+                return await self._pg_answer(conn, journal, shape, row)
+        async with self._pg_raw(urgent) as raw:
+            try:
+                row = await raw.fetchrow(pg_journal.statement(shape), *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(pg_journal.statement(shape), None, exc) from exc
+        return await self._pg_answer(None, journal, shape, row)
+
+    @asynccontextmanager
+    async def _pg_raw(self, urgent: bool = False) -> AsyncIterator[Any]:
+        """PostgreSQL: a pooled asyncpg connection with no transaction open (autocommit), for
+        single statements on hot paths, without SQLAlchemy's per-statement machinery.
+        ``urgent``: settlement, served before other callers waiting for a connection."""
+        assert self._pg_gate is not None
+        async with self._pg_gate.slot(urgent), self._writer.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            raw: Any = fairy.driver_connection
+            try:
+                yield raw
+            except BaseException as exc:
+                if raw.is_closed() or not isinstance(exc, Exception) or isinstance(exc, _BROKEN):
+                    await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
+                raise
+
+    async def _pg_claim_new_key(self, key: IdempotencyKey, now: datetime, ttl: timedelta) -> bool:
+        """PostgreSQL: claim a key never seen before in one statement (autocommit). False
+        when the key exists: ``claim_idempotency``'s transaction then decides."""
+        async with self._pg_raw() as raw:
+            inserted = await raw.fetchval(
+                _PG_CLAIM_NEW_KEY,
+                key.scope,
+                key.key,
+                key.fingerprint,
+                pg_journal.naive_utc(now),
+                pg_journal.naive_utc(now + ttl),
             )
-        if system_rows:
-            await conn.execute(_INSERT_SYSTEM_POSTINGS, system_rows)
-        return entries
+        return inserted is not None
+
+    async def _pg_execute(
+        self, conn: AsyncConnection, shape: pg_journal.Shape, args: list[Any]
+    ) -> Any:
+        result = await conn.exec_driver_sql(pg_journal.statement(shape), tuple(args))
+        return result.one()._mapping
+
+    async def _pg_answer(
+        self, conn: AsyncConnection | None, journal: Journal, shape: pg_journal.Shape, row: Any
+    ) -> list[Entry] | None:
+        """The entries written, or why nothing was (raised; None: the transfer was closed).
+
+        ``conn`` is the statement's transaction, or None when it ran alone (autocommit).
+        """
+        if shape.option == pg_journal.CLOSE and not row["closable"]:
+            return None
+        if shape.idempotent and not row["claimable"]:
+            raise IdempotencyConflict(IN_FLIGHT)
+        customers, _ = pg_journal.split(journal)
+        if not row["written"]:
+            refused = next((p for i, p in enumerate(customers, 1) if row[f"b{i}"] is None), None)
+            if refused is None:
+                raise RuntimeError(f"journal {journal.id} was not written, for no known reason")
+            if conn is not None:
+                await self._explain_refusal(conn, refused.account_id)
+            async with self._read() as reader:
+                await self._explain_refusal(reader, refused.account_id)
+        return [
+            _new_entry(
+                journal,
+                int(row[f"s{i}"]),
+                posting.account_id,
+                posting.amount,
+                int(row[f"b{i}"]) - posting.amount,
+            )
+            for i, posting in enumerate(customers, 1)
+        ]
 
     async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> None:
         row = (
@@ -1226,23 +1262,40 @@ class SqlStore:
             )
 
 
-def _move_balance(debit: bool, require_active: bool) -> Any:
-    """UPDATE one customer balance by :amount, refused (no row) if short or blocked."""
-    query = update(accounts).where(accounts.c.id == bindparam("account_id"))
-    if debit:
-        query = query.where(accounts.c.balance >= bindparam("needed", type_=Money))
-    if require_active:
-        query = query.where(accounts.c.blocked == false())
-    return query.values(balance=accounts.c.balance + bindparam("amount", type_=Money)).returning(
-        accounts.c.balance
+_PG_CLAIM_NEW_KEY = (
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, journal_id, response_status,"
+    " response_body, created_at, expires_at) VALUES ($1::text, $2::text, $3::text, NULL, NULL,"
+    " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
+)
+
+_BROKEN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
+"""Errors after which a raw PostgreSQL connection is not given back to the pool."""
+
+_PG_GET_USER = (
+    "SELECT id, first_name, last_name, phone_number, address, created_at, updated_at"
+    " FROM users WHERE id = $1::text"
+)
+_PG_GET_TRANSFER = "SELECT * FROM transfers WHERE id = $1::text"
+
+
+def _pg_row(record: Any) -> Any:
+    """An asyncpg record as attributes, its timestamps aware UTC (as tables.UtcDateTime)."""
+    return SimpleNamespace(
+        **{
+            name: value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
+            for name, value in record.items()
+        }
     )
 
 
-_MOVE_BALANCE = {(d, a): _move_balance(d, a) for d in (False, True) for a in (False, True)}
-_INSERT_JOURNAL = insert(journals)
-_INSERT_POSTING = insert(postings).returning(postings.c.id)
-_INSERT_SYSTEM_POSTINGS = insert(postings)
-
+_SQLITE_GET_USER = _PG_GET_USER.replace("$1::text", "?")
+_SQLITE_GET_TRANSFER = _PG_GET_TRANSFER.replace("$1::text", "?")
+_TIME_COLUMNS = frozenset(
+    column.name
+    for table in (users, transfers)
+    for column in table.columns
+    if isinstance(column.type, UtcDateTime)
+)
 
 _SQLITE_INSERT_JOURNAL = (
     "INSERT INTO journals (id, kind, reference, remarks, created_at) VALUES (?, ?, ?, ?, ?)"
