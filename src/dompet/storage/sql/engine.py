@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from functools import partial
@@ -37,6 +38,109 @@ def _ensure_sqlite_dir(database_url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+WRITER_LOCK_SUFFIX = ".writer-lock"
+"""The sidecar file next to an SQLite database that its writers flock (docs/sqlite-writers.md)."""
+
+
+def writer_lock_path(database_url: str) -> Path | None:
+    """The writer-lock file of an SQLite database file; None for ``:memory:`` and ``file:``
+    URIs (a memory database has no other process to share it with; a URI's path and options
+    are SQLite's to interpret, so we do not guess a sidecar for it)."""
+    database = make_url(database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().with_name(Path(database).name + WRITER_LOCK_SUFFIX)
+
+
+def writer_lock_enabled() -> bool:
+    """Env SQLITE_WRITER_LOCK (default on): ``0``/``off`` leaves cross-process writers to
+    SQLite's busy handler alone (for A/B benchmarks)."""
+    value = os.environ.get("SQLITE_WRITER_LOCK", "1").strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError("SQLITE_WRITER_LOCK must be on or off")
+
+
+class WriterLock:
+    """An exclusive ``flock`` on the sidecar file, held by one writer connection from just
+    before its BEGIN IMMEDIATE until its transaction has ended.
+
+    Writers of other processes that also take it wait in the kernel and are woken the moment
+    it is released, instead of sleeping in SQLite's busy handler (1, 2, 5 ... 100 ms between
+    retries). It is only ever taken and released on the connection's own thread; the kernel
+    drops it if the process dies. SQLite's own lock still decides: the busy timeout remains
+    the fallback for writers that do not take this lock (the sqlite3 shell, other tools).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self.held = False
+        self.acquired = 0
+        """How many times it was taken (for tests and measurements)."""
+        self.contended = 0
+        """How many of those had to wait for another holder."""
+
+    def acquire(self) -> None:
+        if self.held:
+            return
+        if self._fd < 0:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            self._fd = os.open(self.path, flags, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.contended += 1
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # sleeps in the kernel until released
+        self.held = True
+        self.acquired += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.held = False
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # drops the lock too
+
+    def __del__(self) -> None:
+        self.close()
+
+    def around(self, fn: Any, connection: sqlite3.Connection, sql: str | None) -> Any:
+        """``fn`` (a blocking call on ``connection``, run on its thread) with the lock taken
+        before a BEGIN and released once no transaction is open after the call (COMMIT,
+        ROLLBACK, a failed BEGIN) or the connection is closed."""
+        begins = sql is not None and sql.lstrip()[:5].upper() == "BEGIN"
+        closes = getattr(fn, "__name__", "") == "close" and isinstance(
+            getattr(fn, "__self__", None), sqlite3.Connection
+        )
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if begins:
+                self.acquire()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if closes:
+                    self.close()
+                elif self.held and not _in_transaction(connection):
+                    self.release()
+
+        return call
+
+
+def _in_transaction(connection: sqlite3.Connection) -> bool:
+    try:
+        return connection.in_transaction
+    except sqlite3.ProgrammingError:  # closed
+        return False
+
+
 class _InlineSqliteConnection(aiosqlite.Connection):
     """An aiosqlite connection that runs most statements right on the event loop thread.
 
@@ -48,9 +152,14 @@ class _InlineSqliteConnection(aiosqlite.Connection):
 
     reader = False
     """A reader's statements never wait for a lock (WAL) and it never fsyncs: all inline."""
+    writer_lock: WriterLock | None = None
+    """A writer's cross-process lock (see ``WriterLock``), taken around its transactions."""
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if _may_block(fn, args, self.reader):
+            if self.writer_lock is not None and self._connection is not None:
+                sql = args[0] if args and isinstance(args[0], str) else None
+                fn = self.writer_lock.around(fn, self._connection, sql)
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
@@ -76,6 +185,7 @@ def _may_block(fn: Any, args: tuple[Any, ...], reader: bool) -> bool:
 
 def _inline_creator(database_url: str, *, reader: bool) -> Any:
     database = make_url(database_url).database or ":memory:"
+    lock_path = None if reader or not writer_lock_enabled() else writer_lock_path(database_url)
 
     async def connect() -> aiosqlite.Connection:
         connector = partial(
@@ -86,6 +196,8 @@ def _inline_creator(database_url: str, *, reader: bool) -> Any:
         )
         connection = _InlineSqliteConnection(connector, iter_chunk_size=64)
         connection.reader = reader
+        if lock_path is not None:
+            connection.writer_lock = WriterLock(lock_path)
         connection._thread.daemon = True
         return await connection
 
@@ -100,7 +212,8 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
     """SQLite: WAL, a busy timeout, durable commits; writers take the write lock up front.
 
     There is one writer connection per process, so writes queue in the pool (FIFO, no busy
-    polling) and only other processes ever wait on the busy timeout.
+    polling). Writers of different processes hand over through ``WriterLock`` (a kernel
+    wake-up); the busy timeout is left for writers that do not take it.
     """
     _ensure_sqlite_dir(database_url)
     synchronous = os.environ.get("SQLITE_SYNCHRONOUS", "FULL").upper()

@@ -84,7 +84,9 @@ class GroupCommitWriter:
             self._conn = await self._engine.connect()
             self._raw = await _sqlite3_of(self._conn)
         if not self._conn.in_transaction():
-            await self._conn.begin()  # BEGIN IMMEDIATE (engine.py)
+            # The cross-process writer lock, then BEGIN IMMEDIATE (engine.py, WriterLock);
+            # both are released as soon as COMMIT or ROLLBACK has ended the transaction.
+            await self._conn.begin()
         return self._conn
 
     @property
