@@ -74,9 +74,11 @@ def serve(options: ServeOptions) -> int:
 def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     """A TCP listening-ready socket bound to host:port (``listen`` is left to the server).
 
-    The socket is created with ``proto=IPPROTO_TCP``: accepted sockets inherit the protocol, and
-    asyncio's loop only sets TCP_NODELAY on sockets that say they are TCP (uvicorn issue #3149,
-    a ~40 ms delayed-ACK stall per keep-alive request).  uvloop sets it either way.
+    Accepted connections must get TCP_NODELAY, or every keep-alive response after the first
+    waits ~40 ms for the client's delayed ACK (uvicorn issue #3149: a pre-bound socket has
+    ``proto`` 0, and asyncio's loop only sets TCP_NODELAY on sockets whose ``proto`` is TCP).
+    So the socket is made with ``proto=IPPROTO_TCP`` and TCP_NODELAY is also set on it (Linux
+    copies it to accepted sockets); uvloop sets it on every TCP connection anyway.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
