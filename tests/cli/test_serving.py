@@ -163,13 +163,11 @@ def test_two_workers_share_simultaneous_keep_alive_connections(
         for conn in conns:
             conn.connect()  # all 32 accepted before any request is sent
         prefixes = Counter(_request_id(conn)[:16] for conn in conns)
-        again = Counter(_request_id(conn)[:16] for conn in conns)  # keep-alive: same worker
     finally:
         for conn in conns:
             conn.close()
     assert len(prefixes) == workers, prefixes
     assert min(prefixes.values()) >= 4, prefixes
-    assert again == prefixes
 
     os.kill(server.proc.pid, signal.SIGTERM)  # the supervisor only, not its process group
     assert server.proc.wait(timeout=BOUND) == 0, server.log_tail()
