@@ -47,6 +47,25 @@ CONTENT_TYPES = [
     "multipart/form-data; boundary=x",
 ]
 ROUTES = [("POST", "/pay"), ("POST", "/topup"), ("POST", "/tabung"), ("PUT", "/profile")]
+QUERIES = [
+    "",
+    "limit=1",
+    "limit=0",
+    "limit=1001",
+    "limit=abc",
+    "limit=",
+    "limit=1.5",
+    "limit=1&limit=x",
+    "limit=x&limit=2",
+    "cursor=0",
+    "cursor=1",
+    "cursor=-5",
+    "cursor=99999999999999999999999",
+    "limit=0&cursor=0",
+    "limit=%00",
+    "limit=1&unknown=2",
+    "LIMIT=0",
+]
 
 
 @pytest.fixture
@@ -107,6 +126,28 @@ async def test_refused_requests_get_the_same_answer_on_both_paths(
     for client in (direct, generic):
         history = await client.get("/transactions", headers=wallet.auth)
         assert history.json()["result"] == [], history.text
+
+
+async def test_history_queries_get_the_same_answer_on_both_paths(
+    two_apps: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """GET /transactions takes the direct path with its query parameters: same answers."""
+    direct, generic = two_apps
+    wallet = await register(direct)
+    for client in (direct, generic):
+        assert (await client.post("/topup", json={"amount": 7}, headers=wallet.auth)).is_success
+    first = await direct.get("/transactions", headers=wallet.auth)
+    assert [t["amount"] for t in first.json()["result"]] == [7, 7]
+    refused = 0
+    for query, auth in itertools.product(QUERIES, _auth_variants(wallet)):
+        one = await direct.get(f"/transactions?{query}", headers=auth)
+        other = await generic.get(f"/transactions?{query}", headers=auth)
+        where = (query, auth.get("Authorization", "")[:12])
+        assert one.status_code == other.status_code, (where, one.text, other.text)
+        assert one.json() == other.json(), where  # one database: the same history
+        assert one.headers.get("x-next-cursor") == other.headers.get("x-next-cursor"), where
+        refused += one.status_code != 200
+    assert refused >= 60
 
 
 async def test_good_requests_succeed_on_both_paths(
