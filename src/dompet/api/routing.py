@@ -5,11 +5,13 @@ take a direct path.
 
 from __future__ import annotations
 
+import copy
 import email.message
 import inspect
 import json
+import types
 import typing
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +23,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import Json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -146,6 +149,9 @@ class DompetRoute(APIRoute):
         endpoint: Callable[..., Awaitable[Response]] = dependant.call  # type: ignore[assignment]
         body_name = dependant.body_params[0].name if body_field is not None else ""
         query_fields = dependant.query_params
+        read_query = (
+            _scalar_query_values if _all_plain_scalars(query_fields) else request_params_to_args
+        )
         request_name = dependant.request_param_name
         dependencies: list[tuple[str, Callable[[Request], Awaitable[Any]]]] = [
             (d.name, d.call) for d in dependant.dependencies if d.name and d.call
@@ -165,9 +171,7 @@ class DompetRoute(APIRoute):
                 values[request_name] = request
             errors: list[Any] = []
             if query_fields:
-                query_values, query_errors = request_params_to_args(
-                    query_fields, request.query_params
-                )
+                query_values, query_errors = read_query(query_fields, request.query_params)
                 values.update(query_values)
                 errors.extend(query_errors)
             if body_field is not None:
@@ -211,6 +215,56 @@ async def _read_json_body(request: Request) -> Any:
         raise  # the body limit (api/limits.py)
     except Exception as exc:  # nesting too deep, undecodable bytes ...
         raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+_SCALARS = (int, str, bool)
+
+
+def _all_plain_scalars(fields: list[ModelField]) -> bool:
+    """Whether every query field is an optional plain ``int``/``str``/``bool`` with a default,
+    named as in the URL: FastAPI's reading of such a field is then
+    :func:`_scalar_query_values`."""
+    for field in fields:
+        info = field.field_info
+        annotation = info.annotation
+        arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            if len(arguments) != 1:
+                return False
+            annotation = arguments[0]
+        if (
+            annotation not in _SCALARS
+            or field.alias != field.name
+            or info.alias not in (None, field.name)
+            or info.validation_alias is not None
+            or info.is_required()
+            or info.validate_default
+            or any(type(item) is Json for item in info.metadata)
+        ):
+            return False
+    return True
+
+
+def _scalar_query_values(
+    fields: list[ModelField], query: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[Any]]:
+    """``request_params_to_args`` for the fields of :func:`_all_plain_scalars`, without its
+    per-call analysis of each field's annotation (18 us for two fields): the last value
+    given, validated by the field itself, or the default when absent."""
+    values: dict[str, Any] = {}
+    errors: list[Any] = []
+    for field in fields:
+        name = field.name
+        value = query.get(name)
+        if value is None:
+            values[name] = copy.deepcopy(field.default)
+            continue
+        validated, problems = field.validate(value, values, loc=("query", name))
+        if problems:
+            errors.extend(problems)
+        else:
+            values[name] = validated
+    return values, errors
 
 
 def _strict_content_type(route: Any) -> bool:
