@@ -60,7 +60,9 @@ def _status_kib(pid: int, field: str) -> int:
 class Server:
     """One server (`python -m dompet.serving`, with its worker processes) on a free local port."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], workers: int, log: Path, loop: str = "asyncio"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         cmd = [
@@ -76,6 +78,8 @@ class Server:
             str(workers),
             "--log-level",
             "warning",
+            "--loop",
+            loop,
         ]
         self._log = log.open("ab")
         self.proc = subprocess.Popen(

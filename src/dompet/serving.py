@@ -43,6 +43,7 @@ from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 logger = logging.getLogger("uvicorn.error")  # as uvicorn's own supervisor logs
 
 LogSetup = Literal["uvicorn", "dompet"]
+EventLoop = Literal["asyncio", "uvloop"]
 _POLL_SECONDS = 0.5
 
 
@@ -59,6 +60,11 @@ class ServeOptions:
     access_log: bool = False
     logs: LogSetup = "uvicorn"
     """``uvicorn``: uvicorn's default log config; ``dompet``: Dompet's (JSON, request ids)."""
+    loop: EventLoop = "asyncio"
+    """The event loop. asyncio's serves connections in turn; under a saturated CPU uvloop
+    (uvicorn's default when installed) left a few connections waiting 10-30 times the median:
+    p99 150 ms against asyncio's 13 ms at 64 connections, for 5 % more throughput
+    (docs/serving.md)."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -120,6 +126,7 @@ def _serve_in_process(options: ServeOptions) -> int:
         host=options.host,
         port=options.port,
         workers=1,
+        loop=options.loop,
         log_level=options.log_level.lower(),
         access_log=options.access_log,
         log_config=_log_config(options),
@@ -137,6 +144,7 @@ def _worker_main(options: ServeOptions) -> None:
         host=options.host,
         port=options.port,
         workers=1,
+        loop=options.loop,
         log_level=options.log_level.lower(),
         access_log=options.access_log,
         log_config=_log_config(options),
@@ -272,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true", help="uvicorn's access log")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -283,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             log_level=args.log_level,
             access_log=args.access_log,
+            loop=args.loop,
         )
     )
 
