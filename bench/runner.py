@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per scenario (default 10; quick 2)")
     p.add_argument("--connections", type=int, help="wrk connections (default 64; quick 16)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (asyncio)"
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--entries", type=int, help="history size for GET /transactions (10000)")
     p.add_argument("--json", type=Path, help="also write the figures here as JSON")
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "duration_s": args.duration,
             "workers": args.workers,
+            "loop": args.loop,
             "wrk_threads": args.threads,
             "entries": args.entries,
             "sqlite_synchronous": os.environ.get("SQLITE_SYNCHRONOUS", "FULL"),
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"bench: {args.engine}, {args.connections} connections, {args.duration:g} s per scenario, "
-        f"{args.workers} worker(s); load {report.settings['load_before']}; tmp {tmp}",
+        f"{args.workers} worker(s), {args.loop} loop; load {report.settings['load_before']}; "
+        f"tmp {tmp}",
         flush=True,
     )
     try:
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bare(args: argparse.Namespace, env: dict[str, str], tmp: Path, report: Report) -> None:
-    server = Server("bench.bare:create_app", env, args.workers, tmp / "bare.log")
+    server = Server("bench.bare:create_app", env, args.workers, tmp / "bare.log", args.loop)
     try:
         server.wait_ready("/docs")
         body = json.dumps({"amount": 1, "remarks": "bench"})
@@ -226,7 +231,7 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], tmp: Path, report: R
 def run_dompet(
     args: argparse.Namespace, env: dict[str, str], tmp: Path, report: Report, url: str
 ) -> None:
-    server = Server("dompet.api.app:create_app", env, args.workers, tmp / "dompet.log")
+    server = Server("dompet.api.app:create_app", env, args.workers, tmp / "dompet.log", args.loop)
     try:
         server.wait_ready()
         base = server.url
@@ -437,7 +442,8 @@ def print_report(report: Report) -> None:
     )
     print(
         f"engine {s['engine']}; {s['connections']} connections; {s['duration_s']:g} s each; "
-        f"{s['workers']} uvicorn worker(s); SQLITE_SYNCHRONOUS={s['sqlite_synchronous']}; "
+        f"{s['workers']} uvicorn worker(s), {s['loop']} loop; "
+        f"SQLITE_SYNCHRONOUS={s['sqlite_synchronous']}; "
         f"load avg before {s['load_before']}, after {s['load_after']}"
     )
     print()

@@ -1,4 +1,4 @@
-"""Start an ASGI app under uvicorn (as `dompet serve` does), watch its memory, stop it."""
+"""Start an ASGI app through dompet.serving (as `dompet serve` does), watch its memory, stop it."""
 
 from __future__ import annotations
 
@@ -58,17 +58,18 @@ def _status_kib(pid: int, field: str) -> int:
 
 
 class Server:
-    """One uvicorn server process (and its workers), bound to a free local port."""
+    """One server (`python -m dompet.serving`, with its worker processes) on a free local port."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], workers: int, log: Path, loop: str = "asyncio"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         cmd = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "dompet.serving",
             app,
-            "--factory",
             "--host",
             HOST,
             "--port",
@@ -77,7 +78,8 @@ class Server:
             str(workers),
             "--log-level",
             "warning",
-            "--no-access-log",
+            "--loop",
+            loop,
         ]
         self._log = log.open("ab")
         self.proc = subprocess.Popen(

@@ -46,26 +46,29 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: PORT)")] = None,
-    workers: Annotated[int, typer.Option(help="HTTP worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="HTTP worker processes")] = 1,
 ) -> None:
     """Serve both APIs (with the in-process settlement worker unless DOMPET_WORKER=0 or
-    REDIS_URL is set: then `dompet worker --queue saq` processes settle)."""
-    import uvicorn
+    REDIS_URL is set: then `dompet worker --queue saq` processes settle).
 
-    from dompet.observability.logging import configure_logging
+    With --workers N > 1 every worker process listens on its own SO_REUSEPORT socket, so the
+    kernel spreads connections evenly over them (docs/serving.md)."""
+    from dompet.serving import ServeOptions
+    from dompet.serving import serve as run_server
 
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(
-        "dompet.api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        log_config=None,
+    code = run_server(
+        ServeOptions(
+            app="dompet.api.app:create_app",
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            logs="dompet",
+        )
     )
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

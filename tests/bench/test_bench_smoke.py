@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,20 @@ def test_quick_bench_reports_every_scenario_without_errors(tmp_path: Path) -> No
     assert len(targets) == 7  # at 8 connections the 32-connection page target is the same
     assert all(isinstance(t["met"], bool) and t["measured"] for t in targets.values())
     assert "targets (issue 7" in run.stdout
+
+
+def test_inprocess_harness_reports_cpu_per_request(tmp_path: Path) -> None:
+    """`python -m bench.inprocess` drives the app without sockets and prints CPU us/request."""
+    cmd = [sys.executable, "-m", "bench.inprocess", "--requests", "64", "--concurrency", "4"]
+    cmd += ["--entries", "120"]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/inprocess.db"}
+    run = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "POST /pay",
+        "GET /transactions?limit=50 (3 pages)",  # 120 top-ups + its own top-up: 50 + 50 + 21
+    ]
+    assert all(int(line.split(": ")[1].split()[0]) > 0 for line in lines)

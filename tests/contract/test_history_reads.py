@@ -67,6 +67,8 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
     """64 history reads at once: no more than the read slots hold a pooled connection.
 
     On PostgreSQL more would open overflow connections (a new backend each, closed again).
+    On SQLite the hot reads take no pooled connection at all: they share one read-only
+    connection of their own (engine.open_sqlite_reader).
     """
     assert isinstance(store, SqlStore)
     user = await new_user(store)
@@ -92,8 +94,30 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
         event.remove(engine, "checkout", checkout)
         event.remove(engine, "checkin", checkin)
     assert all([e.amount for e in page] == [3, 2] for page in pages)
-    slots = SQLITE_READERS if store.engine_name == "sqlite" else postgres_pool_size()
-    assert 1 <= held["most"] <= slots
+    if store.engine_name == "sqlite":
+        assert held["most"] == 0
+        assert store._hot_reader is not None
+    else:
+        assert 1 <= held["most"] <= postgres_pool_size()
+
+
+async def test_the_sqlite_hot_reader_refuses_writes(tmp_path: Path) -> None:
+    """The hot reads' own SQLite connection is read-only (``PRAGMA query_only``)."""
+    url = f"sqlite:///{tmp_path}/hot.db"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        user = await new_user(store)
+        account = wallet_account(user.id)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._sqlite_reader().execute(
+                "UPDATE accounts SET balance = 10 WHERE id = ?", (account,)
+            )
+        assert await store.balance(account) == 0
+    finally:
+        await store.close()
+    assert store._hot_reader is None  # closed with the store
 
 
 async def test_a_failed_driver_read_drops_its_connection(store: LedgerStore) -> None:

@@ -18,6 +18,7 @@ from dompet.api.limits import BodySizeLimit
 from dompet.api.openapi import install_openapi
 from dompet.api.presenters import SavingsPresenter, WalletPresenter
 from dompet.api.responses import json_response
+from dompet.api.routing import include_flat
 from dompet.config import Settings
 from dompet.container import Container
 from dompet.dashboard import routes as dashboard
@@ -88,8 +89,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.metrics = metrics
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: every answer is seen
     install_openapi(app)
-    app.include_router(wallet.router)
-    app.include_router(savings.router)
+    include_flat(app, wallet.router)  # the hot routes: no included-router layer per request
+    include_flat(app, savings.router)
     app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")

@@ -204,6 +204,25 @@ def _inline_creator(database_url: str, *, reader: bool) -> Any:
     return connect
 
 
+def open_sqlite_reader(database_url: str) -> sqlite3.Connection:
+    """A read-only driver connection for the hot reads, used right on the event loop thread.
+
+    Those reads (a user, a transfer, a history page) are single statements that never wait
+    for a lock under WAL, so they already ran inline; a connection of their own spares each
+    one a pool checkout and reset. ``query_only`` makes it refuse any write.
+    """
+    database = make_url(database_url).database or ":memory:"
+    connection = sqlite3.connect(
+        database,
+        isolation_level=None,  # autocommit: each statement reads its own snapshot
+        check_same_thread=False,  # opened and used on the loop thread; closed from anywhere
+        uri=database.startswith("file:"),
+    )
+    connection.execute("PRAGMA busy_timeout=30000")
+    connection.execute("PRAGMA query_only=ON")
+    return connection
+
+
 SQLITE_READERS = 8
 """Reads in flight at once per process on SQLite (they run inline, so more would not help)."""
 

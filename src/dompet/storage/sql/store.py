@@ -80,6 +80,7 @@ from dompet.storage.sql.engine import (
     SQLITE_READERS,
     create_engines,
     is_sqlite,
+    open_sqlite_reader,
     postgres_pool_size,
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
@@ -107,7 +108,9 @@ KEY_REUSED = "This Idempotency-Key was already used with a different request."
 class SqlStore:
     """One store over SQLite or PostgreSQL. Every public method is one transaction."""
 
-    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str) -> None:
+    def __init__(
+        self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str, database_url: str = ""
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self.engine_name = engine_name
@@ -119,13 +122,20 @@ class SqlStore:
         self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
+        # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
+        self._database_url = database_url
+        self._hot_reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
         writer, reader = create_engines(database_url)
-        return cls(writer, reader, "sqlite" if is_sqlite(database_url) else "postgresql")
+        engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
+        return cls(writer, reader, engine_name, database_url)
 
     async def close(self) -> None:
+        if self._hot_reader is not None:
+            self._hot_reader.close()
+            self._hot_reader = None
         if self._group is not None:
             await self._group.close()
         await self._writer.dispose()
@@ -165,9 +175,15 @@ class SqlStore:
         assert self._read_slots is not None
         return self._read_slots
 
+    def _sqlite_reader(self) -> sqlite3.Connection:
+        """SQLite: the hot reads' connection (statements run inline on the loop thread)."""
+        if self._hot_reader is None:
+            self._hot_reader = open_sqlite_reader(self._database_url)
+        return self._hot_reader
+
     @asynccontextmanager
     async def _read_driver(self) -> AsyncIterator[Any]:
-        """A read slot and a pooled connection's driver connection (aiosqlite or asyncpg).
+        """PostgreSQL: a read slot and a pooled connection's driver connection (asyncpg).
 
         For the hot reads that skip SQLAlchemy's execution layer (see ``_driver_rows``): half
         the cost of ``_read`` per call. Back to the pool (reset) after; dropped on an error.
@@ -218,7 +234,7 @@ class SqlStore:
             async with self._pg_raw() as raw:
                 record = await raw.fetchrow(_PG_GET_USER, user_id)
             return _user(_pg_row(record)) if record else None
-        row = await self._sqlite_row(_SQLITE_GET_USER, user_id)
+        row = self._sqlite_row(_SQLITE_GET_USER, user_id)
         return _user(row) if row else None
 
     async def update_profile(
@@ -395,12 +411,13 @@ class SqlStore:
             await self._apply_sqlite(conn, journal)
         return True
 
-    async def _sqlite_row(self, sql: str, *args: Any) -> Any:
+    def _sqlite_row(self, sql: str, *args: Any) -> Any:
         """SQLite: the one row of a single-statement read, as attributes (timestamps aware
-        UTC, as tables.UtcDateTime gives them), on a reader's driver connection."""
-        async with self._read_driver() as driver, driver.execute(sql, args) as cursor:
-            row = await cursor.fetchone()
-            names = [column[0] for column in cursor.description]
+        UTC, as tables.UtcDateTime gives them), on the hot reads' connection."""
+        cursor = self._sqlite_reader().execute(sql, args)
+        row = cursor.fetchone()
+        names = [column[0] for column in cursor.description]
+        cursor.close()
         if row is None:
             return None
         return SimpleNamespace(
@@ -444,7 +461,7 @@ class SqlStore:
             async with self._pg_raw(urgent=True) as raw:
                 record = await raw.fetchrow(_PG_GET_TRANSFER, transfer_id)
             return _transfer(_pg_row(record)) if record else None
-        row = await self._sqlite_row(_SQLITE_GET_TRANSFER, transfer_id)
+        row = self._sqlite_row(_SQLITE_GET_TRANSFER, transfer_id)
         return _transfer(row) if row else None
 
     async def claim_due_transfers(
@@ -535,17 +552,13 @@ class SqlStore:
             params["before"] = before
         if limit is not None:
             params["limit"] = limit
-        async with self._read_driver() as driver:
-            rows = await self._driver_rows(driver, page, params)
-        return _entries(rows, self._driver_time)
+        rows = await self._driver_rows(page, params)
+        return _entries(rows, account_id, self._driver_time)
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
         query = self._driver_select(_journal_entry_query)
-        async with self._read_driver() as driver:
-            rows = await self._driver_rows(
-                driver, query, {"journal_id": journal_id, "account_id": account_id}
-            )
-        return _entries(rows, self._driver_time)[0] if rows else None
+        rows = await self._driver_rows(query, {"journal_id": journal_id, "account_id": account_id})
+        return _entries(rows, account_id, self._driver_time)[0] if rows else None
 
     def _driver_select(self, build: Callable[..., Any], *shape: bool) -> _DriverSelect:
         """``build(*shape)``'s select, compiled once for this store's dialect."""
@@ -556,7 +569,7 @@ class SqlStore:
         return found
 
     async def _driver_rows(
-        self, driver: Any, query: _DriverSelect, params: dict[str, Any]
+        self, query: _DriverSelect, params: dict[str, Any]
     ) -> Sequence[Sequence[Any]]:
         """Run ``query`` on a driver connection: bare rows, no SQLAlchemy result layer.
 
@@ -564,10 +577,10 @@ class SqlStore:
         more than the query itself. One statement, so it needs no transaction of its own.
         """
         args = query.arguments(params)
-        if self.engine_name == "sqlite":  # aiosqlite; reader statements run inline (engine.py)
-            rows: Sequence[Sequence[Any]] = await driver.execute_fetchall(query.sql, args)
-            return rows
-        records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)  # asyncpg
+        if self.engine_name == "sqlite":  # inline on the loop thread: it never waits (WAL)
+            return self._sqlite_reader().execute(query.sql, args).fetchall()
+        async with self._read_driver() as driver:
+            records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)  # asyncpg
         return records
 
     async def snapshot(self) -> LedgerSnapshot:
@@ -1347,9 +1360,8 @@ def _entries_query() -> Any:
         (journals.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status),
         else_=literal(EntryStatus.SUCCESS.value),
     ).label("status")
-    return select(
+    return select(  # not the account: the caller names it
         postings.c.id,
-        postings.c.account_id,
         postings.c.journal_id,
         journals.c.kind,
         journals.c.reference,
@@ -1426,24 +1438,26 @@ _KINDS = {kind.value: kind for kind in JournalKind}
 _STATUSES = {status.value: status for status in EntryStatus}
 
 
-def _entries(rows: Sequence[Sequence[Any]], utc: Callable[[Any], datetime]) -> list[Entry]:
+def _entries(
+    rows: Sequence[Sequence[Any]], account_id: str, utc: Callable[[Any], datetime]
+) -> list[Entry]:
     """Rows of :func:`_entries_query` as entries; a comprehension, the history's hot loop."""
     kinds, statuses, success = _KINDS, _STATUSES, EntryStatus.SUCCESS
     credit, debit = EntryType.CREDIT, EntryType.DEBIT
     return [
         Entry(
             row[0],  # sequence
-            row[1],  # account_id
-            row[2],  # journal_id
-            kinds[row[3]],
-            row[4],  # reference
-            row[5] if row[5] > 0 else -row[5],
-            credit if row[5] > 0 else debit,
-            row[6],  # balance_before
-            row[7],  # balance_after
-            row[8],  # remarks
-            utc(row[9]),
-            statuses[row[10]] if row[10] else success,
+            account_id,
+            row[1],  # journal_id
+            kinds[row[2]],
+            row[3],  # reference
+            row[4] if row[4] > 0 else -row[4],
+            credit if row[4] > 0 else debit,
+            row[5],  # balance_before
+            row[6],  # balance_after
+            row[7],  # remarks
+            utc(row[8]),
+            statuses[row[9]] if row[9] else success,
         )
         for row in rows
     ]

@@ -1,0 +1,258 @@
+"""`dompet serve --workers N`: real processes, each worker on its own SO_REUSEPORT socket.
+
+A worker is told apart by its X-Request-ID: a random 16-hex prefix per process + a counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dompet.serving import bind_socket
+from tests.reliability.live import Process, process_env
+from tests.support.servers import find_free_port
+
+HOST = "127.0.0.1"
+BOUND = 60.0
+"""Upper bound of every wait (start-up, exit): a limit on a loop, not an assertion on time."""
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                found.extend(
+                    int(p) for p in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                )
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + BOUND
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _port_is_free(port: int) -> bool:
+    """Nobody listens on the port: a bind without SO_REUSEPORT succeeds."""
+    try:
+        bind_socket(HOST, port, reuse_port=False).close()
+    except OSError:
+        return False
+    return True
+
+
+def _request_id(conn: http.client.HTTPConnection) -> str:
+    conn.request("GET", "/healthz")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200
+    rid = resp.getheader("x-request-id")
+    assert rid is not None
+    assert len(rid) == 32
+    return rid
+
+
+def _prefix_of_new_connection(port: int) -> str | None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        return _request_id(conn)[:16]
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def _wait_for_prefixes(server: Process, port: int, count: int, seen: set[str]) -> set[str]:
+    """Open fresh connections until `count` distinct worker prefixes not in `seen` answered.
+
+    Ready means listening: the kernel only balances over workers whose socket listens.
+    """
+    found: set[str] = set()
+    deadline = time.monotonic() + BOUND
+    while len(found) < count:
+        assert server.alive, server.log_tail()
+        assert time.monotonic() < deadline, f"workers not all serving:\n{server.log_tail()}"
+        prefix = _prefix_of_new_connection(port)
+        if prefix is None:
+            time.sleep(0.05)
+        elif prefix not in seen:
+            found.add(prefix)
+    return found
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, made once for this module (each test gets a copy)."""
+    path = tmp_path_factory.mktemp("serving") / "dompet.db"
+    subprocess.run(
+        [sys.executable, "-m", "dompet.cli", "migrate"],
+        env=process_env(f"sqlite:///{path}"),
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.fixture
+def database_env(migrated_database: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment of `dompet serve` on a fresh copy of the migrated database, no settlement."""
+    path = tmp_path / "dompet.db"
+    shutil.copyfile(migrated_database, path)
+    return process_env(f"sqlite:///{path}", DOMPET_WORKER="0")
+
+
+@pytest.fixture
+def serve(database_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Process, int, int]]:
+    """`dompet serve --workers 2` on a free port: (process, port, worker count) once all serve."""
+    port = find_free_port()
+    server = Process(
+        ["serve", "--host", HOST, "--port", str(port), "--workers", "2"],
+        database_env,
+        tmp_path / "serve.log",
+    )
+    server.start()
+    try:
+        yield server, port, 2
+    finally:
+        server.stop()
+
+
+def test_two_workers_share_simultaneous_keep_alive_connections(
+    serve: tuple[Process, int, int],
+) -> None:
+    """32 keep-alive connections opened at once are spread over both workers, then SIGTERM to
+    the supervisor alone stops every worker and frees the port.
+
+    With one shared listening socket (uvicorn's --workers) one process typically accepts the
+    whole burst.  With SO_REUSEPORT the kernel picks a socket by a hash of each connection's
+    4-tuple, so a worker's share is ~Binomial(32, 1/2): it gets fewer than 4 with probability
+    2 * sum(C(32, k), k <= 3) / 2**32 ~= 2.6e-6.
+    """
+    server, port, workers = serve
+    _wait_for_prefixes(server, port, workers, set())
+    assert server.proc is not None
+    worker_pids = [p for p in _children(server.proc.pid) if "spawn_main" in _cmdline(p)]
+    assert len(worker_pids) == workers
+
+    conns = [http.client.HTTPConnection(HOST, port, timeout=10) for _ in range(32)]
+    try:
+        for conn in conns:
+            conn.connect()  # all 32 accepted before any request is sent
+        prefixes = Counter(_request_id(conn)[:16] for conn in conns)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(prefixes) == workers, prefixes
+    assert min(prefixes.values()) >= 4, prefixes
+
+    os.kill(server.proc.pid, signal.SIGTERM)  # the supervisor only, not its process group
+    assert server.proc.wait(timeout=BOUND) == 0, server.log_tail()
+    assert [p for p in worker_pids if _alive(p)] == []  # joined before the supervisor exits
+    assert _port_is_free(port)
+
+
+def test_a_dead_worker_is_replaced_and_workers_stop_when_the_supervisor_is_killed(
+    serve: tuple[Process, int, int],
+) -> None:
+    server, port, workers = serve
+    first = _wait_for_prefixes(server, port, workers, set())
+    assert server.proc is not None
+    worker_pids = [p for p in _children(server.proc.pid) if "spawn_main" in _cmdline(p)]
+    os.kill(worker_pids[0], signal.SIGKILL)
+    _wait_for_prefixes(server, port, 1, first)  # a new worker process answers
+    replacements = [p for p in _children(server.proc.pid) if "spawn_main" in _cmdline(p)]
+    assert len(replacements) == workers
+    assert worker_pids[0] not in replacements
+
+    os.kill(server.proc.pid, signal.SIGKILL)  # no goodbye: workers must notice by themselves
+    server.proc.wait(timeout=BOUND)
+    assert _wait_gone(replacements) == []
+    assert _port_is_free(port)
+
+
+def test_one_worker_serves_in_process(database_env: dict[str, str], tmp_path: Path) -> None:
+    port = find_free_port()
+    server = Process(
+        ["serve", "--host", HOST, "--port", str(port)], database_env, tmp_path / "1.log"
+    )
+    server.start()
+    try:
+        prefix = _wait_for_prefixes(server, port, 1, set())
+        assert _prefix_of_new_connection(port) in prefix  # one process answers every connection
+        assert server.proc is not None
+        assert _children(server.proc.pid) == []  # plain uvicorn.run: no worker processes
+        os.kill(server.proc.pid, signal.SIGTERM)
+        # uvicorn.run re-raises the signal once it has shut down gracefully
+        assert server.proc.wait(timeout=BOUND) == -signal.SIGTERM, server.log_tail()
+    finally:
+        server.stop()
+
+
+def test_a_taken_port_fails_fast_with_exit_code_3(tmp_path: Path) -> None:
+    """Even a server that itself uses SO_REUSEPORT is not silently joined on its port."""
+    with bind_socket(HOST, 0, reuse_port=True) as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "dompet.serving", "bench.bare:create_app"),
+                *("--host", HOST, "--port", str(port), "--workers", "2"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=BOUND,
+            check=False,
+        )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "cannot bind" in result.stderr
+
+
+async def test_accepted_connections_get_tcp_nodelay_on_the_asyncio_loop() -> None:
+    """uvicorn issue #3149: a pre-bound socket without proto=IPPROTO_TCP loses TCP_NODELAY on
+    asyncio's loop (a ~40 ms delayed-ACK stall per keep-alive request)."""
+    sock = bind_socket(HOST, 0, reuse_port=True)
+    assert sock.proto == socket.IPPROTO_TCP
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("socket")
+        accepted.set_result(peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(HOST, sock.getsockname()[1])
+        assert await asyncio.wait_for(accepted, BOUND) != 0
+        writer.close()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
