@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -109,7 +110,8 @@ class WriterLock:
             os.close(fd)  # drops the lock too
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # e.g. at interpreter exit
+            self.close()
 
     def around(self, fn: Any, connection: sqlite3.Connection, sql: str | None) -> Any:
         """``fn`` (a blocking call on ``connection``, run on its thread) with the lock taken
