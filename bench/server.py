@@ -57,6 +57,20 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
+def listening_sockets(port: int) -> int:
+    """TCP sockets in LISTEN state on ``port`` (IPv4), from /proc/net/tcp."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    found = 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+            found += 1
+    return found
+
+
 class Server:
     """One server (`python -m dompet.serving`, with its worker processes) on a free local port."""
 
@@ -81,6 +95,7 @@ class Server:
             "--loop",
             loop,
         ]
+        self.workers = workers
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             cmd,
@@ -95,7 +110,11 @@ class Server:
         self._thread: threading.Thread | None = None
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
+        """Until ``path`` answers and every worker listens: wrk connects in a burst, and the
+        kernel can only spread connections over the workers whose sockets exist by then."""
         deadline = time.monotonic() + timeout
+        while listening_sockets(self.port) < self.workers and time.monotonic() < deadline:
+            time.sleep(0.1)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
