@@ -1,12 +1,12 @@
 """Serve an ASGI app factory under uvicorn in one process, or in N balanced worker processes.
 
-``--workers 1`` is plain :func:`uvicorn.run` in this process.  With ``--workers N`` (N > 1) a
-small supervisor starts N processes and **each binds its own listening socket** on the same
-host:port with ``SO_REUSEPORT``: the Linux kernel then spreads new connections over the N
-sockets (a hash of the connection's address 4-tuple), so keep-alive connections land evenly on
-the workers.  uvicorn's own multiprocess mode shares one listening socket, and whichever
-process wakes first accepts a whole burst of connections (measured: 64 keep-alive connections
-all on one of two workers).  See docs/serving.md.
+``--workers 1`` is one uvicorn server in this process (what :func:`uvicorn.run` does).
+With ``--workers N`` (N > 1) a small supervisor starts N processes and **each binds its own
+listening socket** on the same host:port with ``SO_REUSEPORT``: the Linux kernel then spreads
+new connections over the N sockets (a hash of the connection's address 4-tuple), so
+keep-alive connections land evenly on the workers.  uvicorn's own multiprocess mode shares
+one listening socket, and whichever process wakes first accepts a whole burst of connections
+(measured: 64 keep-alive connections all on one of two workers).  See docs/serving.md.
 
 The supervisor does what uvicorn's does: a worker that dies is replaced; SIGINT / SIGTERM stop
 every worker gracefully (in-flight requests finish); a worker that cannot start (port taken,
@@ -118,9 +118,9 @@ def _log_config(options: ServeOptions) -> dict[str, Any] | None:
     return LOGGING_CONFIG if options.logs == "uvicorn" else None
 
 
-def _serve_in_process(options: ServeOptions) -> int:
-    _setup_logging(options)
-    uvicorn.run(
+def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
+    """The uvicorn configuration of one serving process (the only one, or a worker)."""
+    return uvicorn.Config(
         options.app,
         factory=True,
         host=options.host,
@@ -131,24 +131,22 @@ def _serve_in_process(options: ServeOptions) -> int:
         access_log=options.access_log,
         log_config=_log_config(options),
     )
-    return 0  # uvicorn.run exits with 3 itself when the server did not start
+
+
+def _serve_in_process(options: ServeOptions) -> int:
+    """What ``uvicorn.run`` does for one process: serve, exit code 3 if it never started."""
+    _setup_logging(options)
+    server = uvicorn.Server(_uvicorn_config(options))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 # -- worker processes -----------------------------------------------------------------------------
 def _worker_main(options: ServeOptions) -> None:
     """Entry point of one worker process (spawned): own SO_REUSEPORT socket, one uvicorn server."""
     _setup_logging(options)
-    config = uvicorn.Config(
-        options.app,
-        factory=True,
-        host=options.host,
-        port=options.port,
-        workers=1,
-        loop=options.loop,
-        log_level=options.log_level.lower(),
-        access_log=options.access_log,
-        log_config=_log_config(options),
-    )
+    config = _uvicorn_config(options)
     try:
         sock = bind_socket(options.host, options.port, reuse_port=True)
     except OSError as exc:
