@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -206,7 +206,7 @@ def _inline_creator(database_url: str, *, reader: bool) -> Any:
     return connect
 
 
-def open_sqlite_reader(database_url: str) -> sqlite3.Connection:
+def open_sqlite_reader(database_url: str | URL) -> sqlite3.Connection:
     """A read-only driver connection for the hot reads, used right on the event loop thread.
 
     Those reads (a user, a transfer, a history page) are single statements that never wait

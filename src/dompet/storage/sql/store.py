@@ -108,9 +108,7 @@ KEY_REUSED = "This Idempotency-Key was already used with a different request."
 class SqlStore:
     """One store over SQLite or PostgreSQL. Every public method is one transaction."""
 
-    def __init__(
-        self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str, database_url: str = ""
-    ) -> None:
+    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str) -> None:
         self._writer = writer
         self._reader = reader
         self.engine_name = engine_name
@@ -123,14 +121,12 @@ class SqlStore:
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
         # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
-        self._database_url = database_url
         self._hot_reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, database_url: str) -> SqlStore:
         writer, reader = create_engines(database_url)
-        engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
-        return cls(writer, reader, engine_name, database_url)
+        return cls(writer, reader, "sqlite" if is_sqlite(database_url) else "postgresql")
 
     async def close(self) -> None:
         if self._hot_reader is not None:
@@ -178,7 +174,7 @@ class SqlStore:
     def _sqlite_reader(self) -> sqlite3.Connection:
         """SQLite: the hot reads' connection (statements run inline on the loop thread)."""
         if self._hot_reader is None:
-            self._hot_reader = open_sqlite_reader(self._database_url)
+            self._hot_reader = open_sqlite_reader(self._reader.url)
         return self._hot_reader
 
     @asynccontextmanager
