@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 from dompet.api.app import create_app
 from dompet.config import Settings
 from dompet.container import Container
+from dompet.domain.ids import new_id
+from dompet.domain.ledger import topup_journal, wallet_account
 from tests.api.wallet_client import Wallet, register
 from tests.conftest import fast_settings
 
@@ -39,7 +42,13 @@ def clock() -> FixedClock:
 @pytest.fixture
 async def still_client(database_url: str, clock: FixedClock) -> AsyncIterator[Any]:
     """The app without a settlement worker: transfers settle only when the test says so."""
-    settings: Settings = fast_settings(database_url, worker_enabled=False)
+    async with _client(database_url, clock) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _client(database_url: str, clock: FixedClock, **overrides: Any) -> AsyncIterator[Any]:
+    settings: Settings = fast_settings(database_url, worker_enabled=False, **overrides)
     container = await Container.build(settings, clock=clock)
     app = create_app(container=container)
     async with app.router.lifespan_context(app):
@@ -191,3 +200,40 @@ async def test_pages_and_full_list_are_exact(still_client: Any, clock: FixedCloc
     )
     tom_list = await http.get("/transactions", headers=tom.auth)
     assert tom_list.content == body([credit])
+
+
+async def test_a_zone_with_daylight_saving_and_entries_before_1970(
+    database_url: str, clock: FixedClock
+) -> None:
+    """Europe/Berlin is not one offset, so the API presents the items itself (the store renders
+    only fixed-offset zones); in Asia/Jakarta an entry of 1963 (UTC+7:30 then) makes the store
+    decline its page, and the API presents that page too."""
+    async with _client(database_url, clock, display_timezone="Europe/Berlin") as (http, _):
+        ida = await register(http, "Ida")
+        await at(clock, datetime(2021, 7, 1, 10, 0, 0, 999999, tzinfo=UTC), ida)
+        summer = (await ida.topup(500)).json()["result"]
+        await at(clock, datetime(2021, 12, 1, 10, 0, tzinfo=UTC), ida)
+        winter = (await ida.pay(200, "Kaffee")).json()["result"]
+        expected = [
+            item("payment_id", winter["payment_id"], ida, ("SUCCESS", "DEBIT"), 200, "Kaffee",
+                 (500, 300), "2021-12-01 11:00:00"),
+            item("top_up_id", summer["top_up_id"], ida, ("SUCCESS", "CREDIT"), 500, "",
+                 (0, 500), "2021-07-01 12:00:00"),
+        ]  # fmt: skip
+        full = await http.get("/transactions", headers=ida.auth)
+        assert full.content == body(expected)
+        page = await http.get("/transactions", params={"limit": 1}, headers=ida.auth)
+        assert page.content == body(expected[:1])
+        assert page.headers["X-Next-Cursor"]
+
+    async with _client(database_url, clock) as (http, container):
+        old = await register(http, "Oma")
+        await container.store.post_journal(
+            topup_journal(new_id(), old.user_id, 700, datetime(1963, 6, 1, 12, tzinfo=UTC))
+        )
+        (entry,) = await container.store.entries(wallet_account(old.user_id))
+        full = await http.get("/transactions", headers=old.auth)
+        assert full.content == body(
+            [item("top_up_id", entry.reference, old, ("SUCCESS", "CREDIT"), 700, "", (0, 700),
+                  "1963-06-01 19:30:00")]
+        )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from dompet.domain.ledger import Entry, EntryStatus, EntryType, JournalKind
 from dompet.domain.users import User
+from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 
 DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -21,6 +23,18 @@ _ID_FIELD = {
     JournalKind.TRANSFER_REFUND: "transfer_id",
 }
 
+_ITEM_FIELDS = (
+    (ItemField.STATUS, "status"),
+    (ItemField.USER_ID, "user_id"),
+    (ItemField.ENTRY_TYPE, "transaction_type"),
+    (ItemField.AMOUNT, "amount"),
+    (ItemField.REMARKS, "remarks"),
+    (ItemField.BALANCE_BEFORE, "balance_before"),
+    (ItemField.BALANCE_AFTER, "balance_after"),
+    (ItemField.DISPLAY_TIME, "created_date"),
+)
+"""A history item's keys after its reference, as `WalletPresenter.transactions` writes them."""
+
 _TEXT: dict[StrEnum, str] = {member: member.value for member in (*EntryStatus, *EntryType)}
 """An enum's plain text, looked up faster than ``.value``."""
 
@@ -28,6 +42,14 @@ _TEXT: dict[StrEnum, str] = {member: member.value for member in (*EntryStatus, *
 class WalletPresenter:
     def __init__(self, tz: ZoneInfo) -> None:
         self._tz = tz
+        offset = fixed_utc_offset(tz)
+        self.item_layout = (
+            None
+            if offset is None
+            else ItemLayout(tuple(_ID_FIELD.items()), _ITEM_FIELDS, utc_offset_seconds=offset)
+        )
+        """History items as a store may render them itself: only for a display zone of one
+        offset (Asia/Jakarta, UTC...); a zone with daylight saving time is presented here."""
 
     def when(self, moment: datetime) -> str:
         """``moment`` in the display time zone as ``DISPLAY_FORMAT``; cheaper than strftime."""
@@ -98,6 +120,26 @@ class WalletPresenter:
             }
             for entry in entries
         ]
+
+
+@functools.cache
+def fixed_utc_offset(tz: ZoneInfo) -> int | None:
+    """The zone's UTC offset in seconds if it has one offset over ``DISPLAY_RANGE``, else None.
+
+    Checked every six hours (about 70 ms, once per zone): daylight saving time or any change of
+    offset since 1970 shows.
+    """
+    start, end = (int(moment.timestamp()) for moment in DISPLAY_RANGE)
+    offsets = {datetime.fromtimestamp(start, tz).utcoffset()}
+    for instant in range(start, end, _SIX_HOURS):
+        offsets.add(datetime.fromtimestamp(instant, tz).utcoffset())
+        if len(offsets) > 1:
+            return None
+    (offset,) = offsets
+    return None if offset is None else int(offset.total_seconds())
+
+
+_SIX_HOURS = 6 * 3600
 
 
 class SavingsPresenter:

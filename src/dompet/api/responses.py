@@ -22,3 +22,12 @@ def json_response(
 def wallet_ok(result: Any) -> Response:
     """The e-wallet success envelope."""
     return json_response({"status": "SUCCESS", "result": result})
+
+
+def wallet_ok_json(result: bytes, headers: dict[str, str] | None = None) -> Response:
+    """The e-wallet success envelope around a result that is JSON text already."""
+    return Response(
+        content=b'{"status":"SUCCESS","result":' + result + b"}",
+        media_type="application/json",
+        headers=headers,
+    )

@@ -11,7 +11,7 @@ from dompet.api.deps import CallerDep, ContainerDep
 from dompet.api.idempotency import Idempotency
 from dompet.api.openapi import BEARER
 from dompet.api.presenters import WalletPresenter
-from dompet.api.responses import json_response, wallet_ok
+from dompet.api.responses import json_response, wallet_ok, wallet_ok_json
 from dompet.api.routing import WalletRoute
 from dompet.domain.idempotency import IdempotencyKey
 from dompet.domain.users import ProfileChanges
@@ -127,15 +127,23 @@ async def transactions(
     cursor: Annotated[int | None, Query(ge=1, le=MAX_CURSOR)] = None,
 ) -> Response:
     presenter = _presenter(request)
-    user_id = me.user_id
-    entries = await me.container.wallet.history(user_id, limit=limit, before=cursor)
-    headers = None
-    if limit is not None and len(entries) == limit:
-        headers = {"X-Next-Cursor": str(entries[-1].sequence)}
+    user_id, wallet = me.user_id, me.container.wallet
+    if presenter.item_layout is not None:  # the store builds the items' JSON if it can
+        items = await wallet.history_items(user_id, presenter.item_layout, limit, cursor)
+        if items is not None:
+            return wallet_ok_json(items.body, _next_cursor(limit, items.size, items.last_sequence))
+    entries = await wallet.history(user_id, limit=limit, before=cursor)
     return json_response(
         {"status": "SUCCESS", "result": presenter.transactions(entries, user_id)},
-        headers=headers,
+        headers=_next_cursor(limit, len(entries), entries[-1].sequence if entries else None),
     )
+
+
+def _next_cursor(limit: int | None, size: int, last: int | None) -> dict[str, str] | None:
+    """The X-Next-Cursor header of a full page (the last entry's sequence)."""
+    if limit is None or size != limit or last is None:
+        return None
+    return {"X-Next-Cursor": str(last)}
 
 
 @router.put(

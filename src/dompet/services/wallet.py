@@ -38,7 +38,7 @@ from dompet.services.ports import (
     TokenPair,
     TransferDispatcher,
 )
-from dompet.storage.port import LedgerStore
+from dompet.storage.port import ItemLayout, LedgerStore, RenderedItems
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +192,18 @@ class WalletService:
         self, user_id: str, limit: int | None = None, before: int | None = None
     ) -> list[Entry]:
         return await self._store.entries(wallet_account(user_id), limit=limit, before=before)
+
+    async def history_items(
+        self,
+        user_id: str,
+        layout: ItemLayout,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> RenderedItems | None:
+        """:meth:`history` rendered by the store as ``layout`` says; None if it does not."""
+        return await self._store.render_entries(
+            wallet_account(user_id), user_id, layout, limit=limit, before=before
+        )
 
     async def update_profile(self, user_id: str, changes: ProfileChanges) -> User:
         if not changes.as_dict():

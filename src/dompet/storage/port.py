@@ -7,19 +7,70 @@ update inside a transaction), never a read-modify-write in Python.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import NamedTuple, Protocol
 
 from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
-from dompet.domain.ledger import Entry, Journal
+from dompet.domain.ledger import Entry, Journal, JournalKind
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+
+
+class ItemField(StrEnum):
+    """What a value of a rendered history item is (see :class:`ItemLayout`)."""
+
+    STATUS = "status"
+    USER_ID = "user_id"
+    ENTRY_TYPE = "entry_type"
+    AMOUNT = "amount"
+    REMARKS = "remarks"
+    BALANCE_BEFORE = "balance_before"
+    BALANCE_AFTER = "balance_after"
+    DISPLAY_TIME = "display_time"
+    """``YYYY-MM-DD HH:MM:SS`` of the entry's time plus ``ItemLayout.utc_offset_seconds``."""
+
+
+DISPLAY_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+"""The instants a fixed display offset is checked over (``WalletPresenter``): an entry dated
+outside them is never rendered by the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemLayout:
+    """History items as JSON objects a store can build itself (``render_entries``).
+
+    Each object holds the entry's reference under ``references[kind]``, then ``fields`` in
+    their order. Keys are plain names (``[a-z_]+``), so they need no escaping.
+    """
+
+    references: tuple[tuple[JournalKind, str], ...]
+    fields: tuple[tuple[ItemField, str], ...]
+    utc_offset_seconds: int
+
+    def __post_init__(self) -> None:
+        for _, key in (*self.references, *self.fields):
+            if re.fullmatch("[a-z_]+", key) is None:
+                raise ValueError(f"item key {key!r} is not a plain name")
+
+
+class RenderedItems(NamedTuple):
+    """A history page rendered by the store."""
+
+    body: bytes
+    """The JSON array of the items, newest first."""
+    size: int
+    """How many items."""
+    last_sequence: int | None
+    """The sequence of the last (oldest) item: the next page's cursor."""
 
 
 class LedgerStore(Protocol):
@@ -123,6 +174,22 @@ class LedgerStore(Protocol):
         oldest_first: bool = False,
     ) -> list[Entry]:
         """The account's entries, newest first (or oldest first), keyset-paged by sequence."""
+
+    async def render_entries(
+        self,
+        account_id: str,
+        user_id: str,
+        layout: ItemLayout,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> RenderedItems | None:
+        """``entries(account_id, limit=limit, before=before)`` as the JSON array ``layout``
+        describes, built by the database in one statement; ``user_id`` is the USER_ID value.
+
+        None when this store does not render (then the caller presents ``entries``), or when
+        an entry of the page is dated outside ``DISPLAY_RANGE``.
+        """
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None: ...
 

@@ -69,6 +69,7 @@ from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.mongo.client import Document, MongoConnection, connect, stamp, unstamp
+from dompet.storage.port import ItemLayout, RenderedItems
 
 IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
 KEY_REUSED = "This Idempotency-Key was already used with a different request."
@@ -448,6 +449,18 @@ class MongoStore:
             docs = [doc async for doc in cursor]
             statuses = await self._transfer_statuses(docs)
         return [_entry(doc, statuses) for doc in docs]
+
+    async def render_entries(
+        self,
+        account_id: str,
+        user_id: str,
+        layout: ItemLayout,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> RenderedItems | None:
+        """Not rendered here: the presenter renders MongoDB's entries."""
+        return None
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
         async with self._read():

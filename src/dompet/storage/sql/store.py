@@ -6,7 +6,7 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -75,6 +75,7 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.port import ItemLayout, RenderedItems
 from dompet.storage.sql import pg_journal
 from dompet.storage.sql.engine import (
     SQLITE_READERS,
@@ -85,6 +86,7 @@ from dompet.storage.sql.engine import (
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.priority import PriorityGate
+from dompet.storage.sql.rendered_history import entries_from, rendered_page
 from dompet.storage.sql.tables import (
     Money,
     UtcDateTime,
@@ -551,12 +553,36 @@ class SqlStore:
         rows = await self._driver_rows(page, params)
         return _entries(rows, account_id, self._driver_time)
 
+    async def render_entries(
+        self,
+        account_id: str,
+        user_id: str,
+        layout: ItemLayout,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+    ) -> RenderedItems | None:
+        page = self._driver_select(
+            rendered_page, layout, self.engine_name, before is not None, limit is not None
+        )
+        params: dict[str, Any] = {"account_id": account_id, "user_id": user_id}
+        if before is not None:
+            params["before"] = before
+        if limit is not None:
+            params["limit"] = limit
+        rows = await self._driver_rows(page, params)
+        items = [row[1] for row in rows]
+        if None in items:  # an entry dated outside DISPLAY_RANGE
+            return None
+        body = ("[" + ",".join(items) + "]").encode()
+        return RenderedItems(body, len(rows), rows[-1][0] if rows else None)
+
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
         query = self._driver_select(_journal_entry_query)
         rows = await self._driver_rows(query, {"journal_id": journal_id, "account_id": account_id})
         return _entries(rows, account_id, self._driver_time)[0] if rows else None
 
-    def _driver_select(self, build: Callable[..., Any], *shape: bool) -> _DriverSelect:
+    def _driver_select(self, build: Callable[..., Any], *shape: Hashable) -> _DriverSelect:
         """``build(*shape)``'s select, compiled once for this store's dialect."""
         key = (build, *shape)
         found = self._driver_selects.get(key)
@@ -1367,14 +1393,7 @@ def _entries_query() -> Any:
         journals.c.remarks,
         postings.c.created_at,
         status,
-    ).select_from(
-        postings.join(journals, journals.c.id == postings.c.journal_id).outerjoin(
-            transfers,
-            and_(
-                transfers.c.id == journals.c.reference, journals.c.kind == JournalKind.TRANSFER_OUT
-            ),
-        )
-    )
+    ).select_from(entries_from())
 
 
 @functools.cache

@@ -1,0 +1,207 @@
+"""History items rendered by the database equal the presenter's, byte for byte.
+
+``SqlStore.render_entries`` builds GET /transactions' items in SQL (docs/read-path.md); the
+presenter (``WalletPresenter.transactions`` + orjson) is the reference. Both run on one ledger
+with every kind of entry and status, remarks that need JSON escaping, the largest amounts,
+and times on the edges of a second and of a day, for several display zones.
+MongoDB does not render (``render_entries`` is None) and is presented by the API.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from dompet.api.presenters import WalletPresenter, fixed_utc_offset
+from dompet.domain.ids import new_id
+from dompet.domain.ledger import (
+    payment_journal,
+    refund_journal,
+    settlement_journal,
+    topup_journal,
+    transfer_out_journal,
+    wallet_account,
+)
+from dompet.domain.money import MAX_AMOUNT
+from dompet.domain.transfers import Transfer, TransferStatus
+from dompet.domain.users import User
+from dompet.storage import migrate, open_store
+from dompet.storage.port import ItemField, ItemLayout, LedgerStore
+from dompet.storage.sql.rendered_history import rendered_page
+from dompet.storage.sql.store import SqlStore
+from tests.contract.helpers import new_user
+
+REMARKS = [
+    'quote " and backslash \\ and slash /',
+    "new\nline, tab\t, return\r, bell\x07, escape\x1b, unit separator\x1f, nul-free",
+    "backspace\b form feed\f delete\x7f",
+    "Rupiah é ü ñ 日本語 🙂 𝄞",
+    "line separator\u2028 paragraph separator\u2029",
+    '{"looks": ["like", "json"]}',
+    "</script><b>html</b>&amp;",
+    "x" * 500,
+    "",
+]
+
+BASE = datetime(2026, 3, 31, 16, 59, 59, 999999, tzinfo=UTC)
+"""23:59:59.999999 in Jakarta: the display must not round into the next day."""
+
+
+@dataclass
+class Ledger:
+    sender: User
+    target: User
+
+
+async def _ledger(store: LedgerStore) -> Ledger:
+    sender, target = await new_user(store, "Sender"), await new_user(store, "Target")
+    moments = iter(BASE + timedelta(seconds=step, microseconds=-step) for step in range(10**6))
+
+    for _ in range(len(REMARKS) + 1):
+        await store.post_journal(topup_journal(new_id(), sender.id, MAX_AMOUNT, next(moments)))
+    for remarks in REMARKS:
+        await store.post_journal(
+            payment_journal(new_id(), sender.id, MAX_AMOUNT - 1, remarks, next(moments))
+        )
+    await store.post_journal(payment_journal(new_id(), sender.id, 1, "one", BASE.replace(hour=0)))
+    for outcome in (TransferStatus.PENDING, TransferStatus.SUCCESS, TransferStatus.FAILED):
+        at = next(moments)
+        transfer = Transfer(
+            id=new_id(),
+            sender_id=sender.id,
+            target_id=target.id,
+            amount=12_345,
+            remarks=f'transfer {outcome.value} "quoted"',
+            status=TransferStatus.PENDING,
+            created_at=at,
+        )
+        await store.open_transfer(
+            transfer,
+            transfer_out_journal(
+                new_id(), transfer.id, sender.id, transfer.amount, transfer.remarks, at
+            ),
+        )
+        closing = {
+            TransferStatus.SUCCESS: settlement_journal(
+                new_id(), transfer.id, target.id, transfer.amount, transfer.remarks, at
+            ),
+            TransferStatus.FAILED: refund_journal(
+                new_id(), transfer.id, sender.id, transfer.amount, transfer.remarks, at
+            ),
+        }.get(outcome)
+        if closing is not None:
+            assert await store.close_transfer(transfer.id, outcome, closing, next(moments))
+    return Ledger(sender, target)
+
+
+async def _assert_same(
+    store: LedgerStore,
+    presenter: WalletPresenter,
+    user: User,
+    limit: int | None = None,
+    before: int | None = None,
+) -> int | None:
+    """One page both ways; returns the rendered page's next cursor (None on the last)."""
+    layout = presenter.item_layout
+    assert layout is not None
+    account = wallet_account(user.id)
+    entries = await store.entries(account, limit=limit, before=before)
+    expected = orjson.dumps(presenter.transactions(entries, user.id))
+    rendered = await store.render_entries(account, user.id, layout, limit=limit, before=before)
+    if store.engine_name == "mongodb":
+        assert rendered is None
+        return None
+    assert rendered is not None
+    assert rendered.body == expected
+    assert rendered.size == len(entries)
+    assert rendered.last_sequence == (entries[-1].sequence if entries else None)
+    return rendered.last_sequence
+
+
+@pytest.mark.parametrize(
+    "zone", ["Asia/Jakarta", "UTC", "Asia/Kolkata", "America/Panama", "Asia/Jayapura"]
+)
+async def test_rendered_items_equal_the_presenters(store: LedgerStore, zone: str) -> None:
+    presenter = WalletPresenter(ZoneInfo(zone))
+    ledger = await _ledger(store)
+    for user in (ledger.sender, ledger.target):
+        await _assert_same(store, presenter, user)  # the full list
+        for limit in (1, 2, 3, 50):
+            cursor = await _assert_same(store, presenter, user, limit=limit)
+            while cursor is not None:
+                cursor = await _assert_same(store, presenter, user, limit=limit, before=cursor)
+    await _assert_same(store, presenter, ledger.sender, limit=5, before=1)  # nothing older
+    stranger = await new_user(store, "Stranger")
+    await _assert_same(store, presenter, stranger)  # no entries: []
+
+
+async def test_an_entry_dated_outside_the_display_range_is_not_rendered(
+    store: LedgerStore,
+) -> None:
+    """Jakarta was UTC+7:30 in 1963: the store declines and the presenter shows it."""
+    presenter = WalletPresenter(ZoneInfo("Asia/Jakarta"))
+    layout = presenter.item_layout
+    assert layout is not None
+    user = await new_user(store)
+    old = datetime(1963, 6, 1, 12, tzinfo=UTC)
+    await store.post_journal(topup_journal(new_id(), user.id, 7, old))
+    await store.post_journal(topup_journal(new_id(), user.id, 5, datetime.now(UTC)))
+    account = wallet_account(user.id)
+    assert await store.render_entries(account, user.id, layout) is None
+    newest = await store.render_entries(account, user.id, layout, limit=1)
+    if store.engine_name != "mongodb":
+        assert newest is not None  # the page without the old entry
+        assert newest.size == 1
+    entries = await store.entries(account)
+    assert presenter.transactions(entries, user.id)[1]["created_date"] == "1963-06-01 19:30:00"
+
+
+def test_only_zones_of_one_offset_are_rendered_by_the_store() -> None:
+    assert fixed_utc_offset(ZoneInfo("Asia/Jakarta")) == 7 * 3600
+    assert fixed_utc_offset(ZoneInfo("Asia/Kolkata")) == 5 * 3600 + 1800
+    assert fixed_utc_offset(ZoneInfo("America/Panama")) == -5 * 3600
+    assert fixed_utc_offset(ZoneInfo("UTC")) == 0
+    for seasonal in ("Europe/Berlin", "America/New_York", "Australia/Sydney"):
+        assert fixed_utc_offset(ZoneInfo(seasonal)) is None
+        assert WalletPresenter(ZoneInfo(seasonal)).item_layout is None
+    assert fixed_utc_offset(ZoneInfo("Pacific/Apia")) is None  # skipped 2011-12-30
+    assert fixed_utc_offset(ZoneInfo("Asia/Kathmandu")) is None  # +5:30 -> +5:45 in 1986
+
+
+def test_item_keys_must_be_plain_names() -> None:
+    """Keys go into the SQL text as they are: only [a-z_]+ is accepted."""
+    for key in ('a"b', "a'b", "A", "", "a b"):
+        with pytest.raises(ValueError, match="plain name"):
+            ItemLayout((), ((ItemField.STATUS, key),), 0)
+
+
+async def test_sqlite_rendered_pages_use_the_account_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        assert isinstance(store, SqlStore)
+        layout = WalletPresenter(ZoneInfo("Asia/Jakarta")).item_layout
+        params = {"account_id": "wallet:x", "user_id": "x", "before": 10**9, "limit": 50}
+        with sqlite3.connect(tmp_path / "plan.db") as db:
+            for before, keyset in ((True, "(account_id=? AND id<?)"), (False, "(account_id=?)")):
+                query = store._driver_select(rendered_page, layout, "sqlite", before, True)
+                plan = [
+                    str(row[3])
+                    for row in db.execute(
+                        "EXPLAIN QUERY PLAN " + query.sql, query.arguments(params)
+                    )
+                ]
+                assert plan == [
+                    f"SEARCH postings USING INDEX ix_postings_account_id_id {keyset}",
+                    "SEARCH journals USING INDEX sqlite_autoindex_journals_1 (id=?)",
+                    "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN",
+                ], plan
+    finally:
+        await store.close()
