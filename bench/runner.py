@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (asyncio)"
     )
+    p.add_argument(
+        "--writes",
+        choices=("one", "uvicorn"),
+        default="one",
+        help="socket writes per response: one (default) or uvicorn's two",
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--entries", type=int, help="history size for GET /transactions (10000)")
     p.add_argument("--json", type=Path, help="also write the figures here as JSON")
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "workers": args.workers,
             "loop": args.loop,
+            "writes": args.writes,
             "wrk_threads": args.threads,
             "entries": args.entries,
             "sqlite_synchronous": os.environ.get("SQLITE_SYNCHRONOUS", "FULL"),
@@ -168,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"bench: {args.engine}, {args.connections} connections, {args.duration:g} s per scenario, "
-        f"{args.workers} worker(s), {args.loop} loop; load {report.settings['load_before']}; "
+        f"{args.workers} worker(s), {args.loop} loop, {args.writes} write(s) per response; "
+        f"load {report.settings['load_before']}; "
         f"tmp {tmp}",
         flush=True,
     )
@@ -211,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bare(args: argparse.Namespace, env: dict[str, str], tmp: Path, report: Report) -> None:
-    server = Server("bench.bare:create_app", env, args.workers, tmp / "bare.log", args.loop)
+    server = Server(
+        "bench.bare:create_app", env, args.workers, tmp / "bare.log", args.loop, args.writes
+    )
     try:
         server.wait_ready("/docs")
         body = json.dumps({"amount": 1, "remarks": "bench"})
@@ -231,7 +241,9 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], tmp: Path, report: R
 def run_dompet(
     args: argparse.Namespace, env: dict[str, str], tmp: Path, report: Report, url: str
 ) -> None:
-    server = Server("dompet.api.app:create_app", env, args.workers, tmp / "dompet.log", args.loop)
+    server = Server(
+        "dompet.api.app:create_app", env, args.workers, tmp / "dompet.log", args.loop, args.writes
+    )
     try:
         server.wait_ready()
         base = server.url
@@ -445,7 +457,8 @@ def print_report(report: Report) -> None:
     )
     print(
         f"engine {s['engine']}; {s['connections']} connections; {s['duration_s']:g} s each; "
-        f"{s['workers']} uvicorn worker(s), {s['loop']} loop; "
+        f"{s['workers']} uvicorn worker(s), {s['loop']} loop, "
+        f"{s.get('writes', 'uvicorn')} write(s) per response; "
         f"SQLITE_SYNCHRONOUS={s['sqlite_synchronous']}; "
         f"load avg before {s['load_before']}, after {s['load_after']}"
     )

@@ -75,7 +75,13 @@ class Server:
     """One server (`python -m dompet.serving`, with its worker processes) on a free local port."""
 
     def __init__(
-        self, app: str, env: dict[str, str], workers: int, log: Path, loop: str = "asyncio"
+        self,
+        app: str,
+        env: dict[str, str],
+        workers: int,
+        log: Path,
+        loop: str = "asyncio",
+        writes: str = "one",
     ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
@@ -94,6 +100,8 @@ class Server:
             "warning",
             "--loop",
             loop,
+            "--writes",
+            writes,
         ]
         self.workers = workers
         self._log = log.open("ab")
