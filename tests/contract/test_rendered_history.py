@@ -200,7 +200,6 @@ async def test_sqlite_rendered_pages_use_the_account_index(tmp_path: Path) -> No
                 ]
                 assert plan == [
                     f"SEARCH postings USING INDEX ix_postings_account_id_id {keyset}",
-                    "SEARCH journals USING INDEX sqlite_autoindex_journals_1 (id=?)",
                     "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN",
                 ], plan
     finally:

@@ -22,6 +22,9 @@ class LedgerSnapshot:
     misjournaled_transfers: list[str] = field(default_factory=list)
     """Transfers without exactly one debit journal, and exactly one settlement (SUCCESS) or
     refund (FAILED) journal, and neither while PENDING: credited twice, or lost."""
+    miscopied_entries: list[str] = field(default_factory=list)
+    """Ids of entries whose kind, reference or remarks differ from their journal's (a store
+    that keeps copies of them on each entry; one that stores them once reports none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,10 @@ def check(snapshot: LedgerSnapshot) -> InvariantReport:
     violations += [
         f"transfer {t}: journals do not match its status (one debit, then one credit or refund)"
         for t in snapshot.misjournaled_transfers
+    ]
+    violations += [
+        f"entry {e}: kind, reference or remarks differ from its journal's"
+        for e in snapshot.miscopied_entries
     ]
     return InvariantReport(
         violations=violations,

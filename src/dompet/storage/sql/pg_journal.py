@@ -9,6 +9,7 @@ The statement, for a journal whose customer postings are ``m1 .. mN``::
          m2 AS (... AND EXISTS (SELECT 1 FROM m1) ...),  -- each guard waits for the previous
          j  AS (INSERT INTO journals .. SELECT .. WHERE EXISTS (SELECT 1 FROM mN) RETURNING id),
          p  AS (INSERT INTO postings .. SELECT .. FROM j, (VALUES ..)  RETURNING id, account_id)
+                                              -- with the journal's kind, reference, remarks
     SELECT (SELECT balance FROM m1) AS b1, (SELECT id FROM p WHERE account_id = ..) AS s1, ..
 
 Everything after the guards reads the guards' rows, so a refused guard inserts nothing and the
@@ -174,8 +175,9 @@ def statement(shape: Shape) -> str:
     ] + [f"({account}, {amount}, NULL::bigint)" for account, amount in legs[len(shape.customers) :]]
     ctes.append(
         "p AS (INSERT INTO postings"
-        " (journal_id, account_id, amount, balance_before, balance_after, created_at)"
-        " SELECT j.id, v.account_id, v.amount, v.after - v.amount, v.after, $5::timestamp"
+        " (journal_id, account_id, amount, balance_before, balance_after, created_at, kind,"
+        " reference, remarks) SELECT j.id, v.account_id, v.amount, v.after - v.amount, v.after,"
+        " $5::timestamp, $2::text, $3::text, $4::text"
         f" FROM j CROSS JOIN (VALUES {', '.join(rows)}) AS v (account_id, amount, after)"
         " RETURNING id, account_id)"
     )

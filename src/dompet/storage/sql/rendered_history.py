@@ -23,14 +23,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dompet.domain.ledger import EntryStatus, EntryType, JournalKind
 from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
-from dompet.storage.sql.tables import Money, journals, postings, transfers
+from dompet.storage.sql.tables import Money, postings, transfers
 
 
 def entries_from() -> Any:
-    """Postings with their journal, and the transfer of a transfer's debit (for its status)."""
-    return postings.join(journals, journals.c.id == postings.c.journal_id).outerjoin(
+    """Postings (each carries its journal's kind, reference and remarks: no journals join),
+    and the transfer of a transfer's debit (for its status)."""
+    return postings.outerjoin(
         transfers,
-        and_(transfers.c.id == journals.c.reference, journals.c.kind == JournalKind.TRANSFER_OUT),
+        and_(transfers.c.id == postings.c.reference, postings.c.kind == JournalKind.TRANSFER_OUT),
     )
 
 
@@ -69,7 +70,7 @@ def _values(layout: ItemLayout, engine_name: str) -> list[tuple[str, ColumnEleme
     amount = postings.c.amount
     sources: dict[ItemField, ColumnElement[Any]] = {
         ItemField.STATUS: func.coalesce(
-            case((journals.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status)),
+            case((postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status)),
             _text(EntryStatus.SUCCESS.value),
         ),
         ItemField.USER_ID: cast(bindparam("user_id"), Text),
@@ -77,7 +78,7 @@ def _values(layout: ItemLayout, engine_name: str) -> list[tuple[str, ColumnEleme
             (amount > 0, _text(EntryType.CREDIT.value)), else_=_text(EntryType.DEBIT.value)
         ),
         ItemField.AMOUNT: func.abs(amount),
-        ItemField.REMARKS: journals.c.remarks,
+        ItemField.REMARKS: postings.c.remarks,
         ItemField.BALANCE_BEFORE: postings.c.balance_before,
         ItemField.BALANCE_AFTER: postings.c.balance_after,
         ItemField.DISPLAY_TIME: display,
@@ -89,11 +90,11 @@ _NUMBERS = {ItemField.AMOUNT, ItemField.BALANCE_BEFORE, ItemField.BALANCE_AFTER}
 
 
 def _reference_key(layout: ItemLayout) -> ColumnElement[Any]:
-    return case({kind.value: _text(key) for kind, key in layout.references}, value=journals.c.kind)
+    return case({kind.value: _text(key) for kind, key in layout.references}, value=postings.c.kind)
 
 
 def _sqlite_item(layout: ItemLayout) -> ColumnElement[Any]:
-    arguments: list[ColumnElement[Any]] = [_reference_key(layout), journals.c.reference]
+    arguments: list[ColumnElement[Any]] = [_reference_key(layout), postings.c.reference]
     for key, value in _values(layout, "sqlite"):
         arguments += [_text(key), value]
     return func.json_object(*arguments)
@@ -105,7 +106,7 @@ def _postgresql_item(layout: ItemLayout) -> ColumnElement[Any]:
         _text('{"'),
         _reference_key(layout),
         _text('":'),
-        _quoted(journals.c.reference),
+        _quoted(postings.c.reference),
     ]
     for key, value in _values(layout, "postgresql"):
         json_value = (

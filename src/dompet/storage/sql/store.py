@@ -680,6 +680,24 @@ class SqlStore:
                     .all()
                 )
                 misjournaled = await self._misjournaled_transfers(conn)
+                miscopied = (
+                    (
+                        await conn.execute(
+                            select(postings.c.id)
+                            .join(journals, journals.c.id == postings.c.journal_id)
+                            .where(
+                                or_(
+                                    postings.c.kind != journals.c.kind,
+                                    postings.c.reference != journals.c.reference,
+                                    postings.c.remarks != journals.c.remarks,
+                                )
+                            )
+                            .order_by(postings.c.id)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -688,6 +706,7 @@ class SqlStore:
             broken_chains=list(broken_chains),
             unbalanced_journals=list(unbalanced),
             misjournaled_transfers=misjournaled,
+            miscopied_entries=[str(e) for e in miscopied],
         )
 
     # -- idempotency keys --------------------------------------------------------------------
@@ -958,17 +977,15 @@ class SqlStore:
         assert self._group is not None
         raw = self._group.raw
         at = self._timestamp(journal.created_at)
+        copied = (journal.kind.value, journal.reference, journal.remarks)  # onto each posting
         try:
-            raw.execute(
-                _SQLITE_INSERT_JOURNAL,
-                (journal.id, journal.kind.value, journal.reference, journal.remarks, at),
-            )
+            raw.execute(_SQLITE_INSERT_JOURNAL, (journal.id, *copied, at))
             entries: list[Entry] = []
             system_rows: list[tuple[Any, ...]] = []
             for posting in journal.postings:
                 if not is_customer_account(posting.account_id):
                     system_rows.append(
-                        (journal.id, posting.account_id, posting.amount, None, None, at)
+                        (journal.id, posting.account_id, posting.amount, None, None, at, *copied)
                     )
                     continue
                 sql = _SQLITE_MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
@@ -982,7 +999,7 @@ class SqlStore:
                 before = after - posting.amount
                 sequence = raw.execute(
                     _SQLITE_INSERT_POSTING,
-                    (journal.id, posting.account_id, posting.amount, before, after, at),
+                    (journal.id, posting.account_id, posting.amount, before, after, at, *copied),
                 ).fetchall()[0][0]
                 entries.append(
                     _new_entry(journal, int(sequence), posting.account_id, posting.amount, before)
@@ -1273,6 +1290,9 @@ class SqlStore:
                         "balance_before": leg.balance_before,
                         "balance_after": leg.balance_after,
                         "created_at": leg.created_at,
+                        "kind": record.kind.value,
+                        "reference": record.reference,
+                        "remarks": record.remarks,
                     }
                     for leg in record.postings
                 ],
@@ -1337,7 +1357,7 @@ _SQLITE_INSERT_JOURNAL = (
 )
 _SQLITE_INSERT_POSTING = (
     "INSERT INTO postings (journal_id, account_id, amount, balance_before, balance_after, "
-    "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
+    "created_at, kind, reference, remarks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 _SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING.removesuffix(" RETURNING id")
 _SQLITE_INSERT_TRANSFER = (
@@ -1379,18 +1399,18 @@ def _new_entry(journal: Journal, sequence: int, account_id: str, amount: int, be
 
 def _entries_query() -> Any:
     status = case(
-        (journals.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status),
+        (postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status),
         else_=literal(EntryStatus.SUCCESS.value),
     ).label("status")
     return select(  # not the account: the caller names it
         postings.c.id,
         postings.c.journal_id,
-        journals.c.kind,
-        journals.c.reference,
+        postings.c.kind,
+        postings.c.reference,
         postings.c.amount,
         postings.c.balance_before,
         postings.c.balance_after,
-        journals.c.remarks,
+        postings.c.remarks,
         postings.c.created_at,
         status,
     ).select_from(entries_from())

@@ -94,6 +94,11 @@ postings = Table(
     Column("balance_before", Money, nullable=True),
     Column("balance_after", Money, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # the journal's kind, reference and remarks, copied (migration 0004): a history page reads
+    # postings (and a transfer's status) without joining journals
+    Column("kind", String(32), nullable=False),
+    Column("reference", Id, nullable=False),
+    Column("remarks", String(500), nullable=False),
     Index("ix_postings_account_id_id", "account_id", "id"),
     Index("ix_postings_journal_id", "journal_id"),
 )
