@@ -1,4 +1,5 @@
-"""The ``dompet`` command line: serve, worker, migrate, reconcile, example-data."""
+"""The ``dompet`` command line: serve, worker, migrate, reconcile, purge-idempotency,
+example-data."""
 
 from __future__ import annotations
 
@@ -161,6 +162,28 @@ async def _reconcile(settings: Settings) -> InvariantReport:
     )
     try:
         return check(await store.snapshot())
+    finally:
+        await store.close()
+
+
+@app.command("purge-idempotency")
+def purge_idempotency() -> None:
+    """Delete the expired idempotency keys now (the workers also do it every
+    IDEMPOTENCY_PURGE_SECONDS); print how many were deleted."""
+    deleted = asyncio.run(_purge_idempotency(Settings()))
+    console.print(f"deleted {deleted} expired idempotency keys")
+
+
+async def _purge_idempotency(settings: Settings) -> int:
+    from dompet.services.idempotency_purge import purge_expired_idempotency_keys
+    from dompet.services.ports import utc_now
+    from dompet.storage import open_store
+
+    store = await open_store(
+        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
+    )
+    try:
+        return await purge_expired_idempotency_keys(store, utc_now())
     finally:
         await store.close()
 

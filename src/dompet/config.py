@@ -118,3 +118,7 @@ class Settings(BaseSettings):
             if isinstance(alias, str) and alias != name and name in renamed:
                 renamed[alias] = renamed.pop(name)
         return renamed
+
+    # -- idempotency-key purge -----------------------------------------------------------------
+    idempotency_purge_seconds: float = Field(default=3600.0, gt=0)
+    """How often (at most) the background workers delete expired idempotency keys."""

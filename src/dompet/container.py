@@ -42,6 +42,7 @@ def worker_config(
         batch=settings.worker_batch,
         kind=kind,
         heartbeat_interval=settings.worker_heartbeat_seconds,
+        idempotency_purge_interval=settings.idempotency_purge_seconds,
     )
 
 

@@ -107,7 +107,7 @@ async def test_0004_copies_each_journal_onto_its_postings(raw_database_url: str)
     await _alembic(url, "upgrade", "0003")
     await run_sql(url, *_raw_ledger())
 
-    assert await migrate(url) == ["0004"]
+    assert (await migrate(url))[:1] == ["0004"]  # then any later revision
 
     rows = await _query(
         url,
@@ -160,7 +160,7 @@ async def test_0004_downgrade_drops_the_copies_and_keeps_the_rows(raw_database_u
     assert not {"kind", "reference", "remarks"} & set(names)
     assert [(r.journal_id, r.account_id, int(r.amount)) for r in rows] == [p[:3] for p in POSTINGS]
 
-    assert await migrate(url) == ["0004"]  # and up again
+    assert (await migrate(url))[:1] == ["0004"]  # and up again
     assert len(await _query(url, "SELECT 1 FROM postings WHERE kind = ''")) == 0
 
 

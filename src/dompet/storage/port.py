@@ -272,3 +272,12 @@ class LedgerStore(Protocol):
 
         The SAQ sweep re-enqueues these: they waited too long for their queue job.
         """
+
+    # -- idempotency-key purge (expired keys are deleted, never a live one) -------------------
+    async def purge_idempotency(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` idempotency keys whose ``expires_at`` is before ``before``;
+        return how many were deleted. One short write transaction.
+
+        Only keys that ``claim_idempotency`` at ``before`` would treat as expired (and so
+        reclaim) are deleted: a key within its TTL, answered or in flight, is never touched.
+        """

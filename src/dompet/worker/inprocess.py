@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from dompet.domain.transfers import Transfer
+from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
 from dompet.services.settlement import Outcome, SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
@@ -59,6 +60,8 @@ class WorkerConfig:
     kind: str = "inprocess"
     """Shown on the dashboard: 'inprocess' (inside the API) or 'standalone' (dompet worker)."""
     heartbeat_interval: float = 5.0
+    idempotency_purge_interval: float | None = None
+    """Delete expired idempotency keys at most this often (seconds); None: never."""
 
 
 class SettlementWorker:
@@ -93,6 +96,10 @@ class SettlementWorker:
             lambda: (self.settled, self.failed),
             config.heartbeat_interval,
         )
+        self.purge: PeriodicPurge | None = None
+        if config.idempotency_purge_interval is not None:
+            self.purge = PeriodicPurge(store, clock, config.idempotency_purge_interval)
+        self._purging: asyncio.Task[int] | None = None
 
     @property
     def worker_id(self) -> str:
@@ -163,6 +170,7 @@ class SettlementWorker:
                     log.exception("settlement sweep failed; retrying after the sweep interval")
                     results = []
                 await self.heartbeat.beat()
+                self._purge_if_due()
                 if len(results) >= self._config.batch:
                     continue  # more may be due: don't sleep
                 if self._stopping.is_set():
@@ -172,6 +180,15 @@ class SettlementWorker:
         finally:
             await self._shutdown()
 
+    def _purge_if_due(self) -> None:
+        """Start the idempotency-key purge beside the claim loop when its period is up (it
+        never delays a settlement; a failure is logged by the purge and retried next period)."""
+        if self.purge is None or not self.purge.due():
+            return
+        if self._purging is not None and not self._purging.done():
+            return
+        self._purging = asyncio.create_task(self.purge.run(lambda: not self.stopping))
+
     async def finish_first_attempts(self) -> None:
         """Wait until every first attempt handed over so far has finished."""
         while self._first_attempts:
@@ -179,6 +196,8 @@ class SettlementWorker:
 
     async def _shutdown(self) -> None:
         await self.finish_first_attempts()
+        if self._purging is not None:
+            await self._purging  # stops after its current batch (never raises)
         try:
             released = await self._store.release_claims(self._config.worker_id)
         except Exception:

@@ -26,6 +26,7 @@ from typing import Any
 from saq import Job, Queue, Worker
 
 from dompet.domain.transfers import Transfer
+from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
 from dompet.services.settlement import Outcome, SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
@@ -217,6 +218,7 @@ async def run_saq_worker(
         dequeue_timeout=1.0,  # idle loops notice a stop within a second
     )
     stopping = asyncio.Event()
+    purge = PeriodicPurge(container.store, container.clock, settings.idempotency_purge_seconds)
 
     async def upkeep() -> None:
         last_sweep = 0.0
@@ -230,6 +232,7 @@ async def run_saq_worker(
                     await runner.sweep()
                 except Exception:
                     log.exception("SAQ sweep failed")
+            await purge.run_if_due(lambda: not stopping.is_set())  # logs its own failures
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), min(settings.worker_heartbeat_seconds, 1))
 

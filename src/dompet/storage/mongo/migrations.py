@@ -277,6 +277,13 @@ async def _0004_operators(db: AsyncDatabase[Document]) -> None:
     )
 
 
+async def _0005_idempotency_expires_at(db: AsyncDatabase[Document]) -> None:
+    """The purge of expired idempotency keys finds its batch by expires_at."""
+    await db.idempotency_keys.create_indexes(
+        [IndexModel([("expires_at", ASCENDING)], name="ix_idempotency_expires_at")]
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
@@ -289,6 +296,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0002", "worker heartbeats", _0002_worker_heartbeats),
     Migration("0003", "entry-sequence floor for imports", _0003_sequence_floor),
     Migration("0004", "dashboard operators", _0004_operators),
+    Migration("0005", "idempotency keys by expiry (purge)", _0005_idempotency_expires_at),
 ]
 
 

@@ -1088,6 +1088,23 @@ class MongoStore:
             ]
         return [_transfer(d) for d in docs]
 
+    # -- idempotency-key purge ---------------------------------------------------------------
+    async def purge_idempotency(self, before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        expired = {"expires_at": {"$lt": stamp(before)}}
+        async with self._write():
+            # A batch of ids by ix_idempotency_expires_at, then one delete that checks the
+            # expiry again (a key reclaimed in between has a new expiry and stays).
+            ids = [
+                doc["_id"]
+                async for doc in self._db.idempotency_keys.find(expired, {"_id": 1}).limit(limit)
+            ]
+            if not ids:
+                return 0
+            result = await self._db.idempotency_keys.delete_many({"_id": {"$in": ids}, **expired})
+        return int(result.deleted_count)
+
 
 def _posting_id(journal_id: str, account_id: str) -> str:
     return f"{journal_id}:{account_id}"

@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -1315,6 +1316,21 @@ class SqlStore:
                     claimed_until=None,
                 )
             )
+
+    # -- idempotency-key purge ---------------------------------------------------------------
+    async def purge_idempotency(self, before: datetime, limit: int) -> int:
+        if limit <= 0:
+            return 0
+        keys = idempotency_keys.c
+        expired = keys.expires_at < before
+        # One bounded DELETE by primary key (ix_idempotency_keys_expires_at finds the batch);
+        # the outer condition is checked again on the rows actually deleted.
+        batch = select(keys.scope, keys.key).where(expired).limit(limit)
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(idempotency_keys).where(tuple_(keys.scope, keys.key).in_(batch), expired)
+            )
+        return int(result.rowcount)
 
 
 _PG_CLAIM_NEW_KEY = (

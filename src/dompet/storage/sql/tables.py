@@ -150,6 +150,7 @@ idempotency_keys = Table(
     Column("response_body", LargeBinary, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_idempotency_keys_expires_at", "expires_at"),  # the purge (migration 0005)
 )
 
 customers = Table(
