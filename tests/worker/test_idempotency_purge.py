@@ -1,0 +1,108 @@
+"""The background workers delete expired idempotency keys every IDEMPOTENCY_PURGE_SECONDS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dompet.container import Container, worker_config
+from dompet.domain.idempotency import Claimed, IdempotencyKey, ReplayResponse
+from dompet.services.idempotency_purge import PeriodicPurge
+from dompet.storage import migrate, open_store
+from dompet.storage.port import LedgerStore
+from dompet.worker.inprocess import SettlementWorker
+from tests.conftest import fast_settings
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+TTL, STALE = timedelta(hours=1), timedelta(seconds=60)
+ANSWER = b'{"message":"no"}'
+
+
+async def _expired_keys(store: LedgerStore, prefix: str, count: int) -> None:
+    for i in range(count):
+        key = IdempotencyKey(scope="worker-test", key=f"{prefix}{i}", fingerprint="fp")
+        assert isinstance(await store.claim_idempotency(key, T0 - 2 * TTL, TTL, STALE), Claimed)
+
+
+async def _until(condition: object, what: str) -> None:
+    """Poll (bounded) until ``condition()`` is true."""
+    assert callable(condition)
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_in_process_worker_purges_expired_keys_every_period(database_url: str) -> None:
+    settings = fast_settings(database_url, worker_enabled=False, idempotency_purge_seconds=0.05)
+    container = await Container.build(settings, clock=lambda: T0)
+    try:
+        store = container.store
+        live = IdempotencyKey(scope="worker-test", key="live", fingerprint="fp")
+        await store.claim_idempotency(live, T0 - timedelta(minutes=1), TTL, STALE)
+        await store.answer_idempotency(live, 409, ANSWER)
+        await _expired_keys(store, "first-", 3)
+        worker = SettlementWorker(
+            store, container.settlement, container.clock, worker_config(settings, "purge-test")
+        )
+        assert worker.purge is not None
+        purge = worker.purge
+        running = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: purge.purged >= 3, "the first purge")
+            await _expired_keys(store, "second-", 2)  # the next period takes these
+            await _until(lambda: purge.purged >= 5, "a later purge")
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+        assert purge.purged == 5
+        assert await store.purge_idempotency(T0, 100) == 0  # nothing expired is left
+        assert await store.claim_idempotency(live, T0, TTL, STALE) == ReplayResponse(409, ANSWER)
+    finally:
+        await container.aclose()
+
+
+async def test_a_failed_purge_is_logged_and_retried_next_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real failure (the database is not migrated yet), then a real success."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    store = await open_store(url)
+    try:
+        purge = PeriodicPurge(store, lambda: T0, interval=0)
+        with caplog.at_level(logging.ERROR):
+            assert await purge.run_if_due() == 0
+        assert "idempotency-key purge failed" in caplog.text
+        assert purge.runs == 0
+        await migrate(url)
+        await _expired_keys(store, "k", 2)
+        assert await purge.run_if_due() == 2
+        assert (purge.runs, purge.purged) == (1, 2)
+    finally:
+        await store.close()
+
+
+async def test_a_purge_runs_at_most_once_per_interval(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'period.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    ticks = [100.0]
+    try:
+        purge = PeriodicPurge(store, lambda: T0, interval=60, monotonic=lambda: ticks[0])
+        await _expired_keys(store, "a", 1)
+        assert await purge.run_if_due() == 1  # never run yet: due at once
+        await _expired_keys(store, "b", 1)
+        ticks[0] += 59.9
+        assert not purge.due()
+        assert await purge.run_if_due() == 0
+        assert purge.runs == 1
+        ticks[0] += 0.1
+        assert await purge.run_if_due() == 1
+        assert (purge.runs, purge.purged) == (2, 2)
+    finally:
+        await store.close()
