@@ -8,14 +8,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from dompet.container import Container, worker_config
 from dompet.domain.idempotency import Claimed, IdempotencyKey, ReplayResponse
 from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.engine import create_engines
+from dompet.storage.sql.tables import idempotency_keys
 from dompet.worker.inprocess import SettlementWorker
 from tests.conftest import fast_settings
+from tests.support.servers import RedisServer
+from tests.worker.helpers import start_worker, wait_for
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TTL, STALE = timedelta(hours=1), timedelta(seconds=60)
@@ -104,5 +109,59 @@ async def test_a_purge_runs_at_most_once_per_interval(tmp_path: Path) -> None:
         ticks[0] += 0.1
         assert await purge.run_if_due() == 1
         assert (purge.runs, purge.purged) == (2, 2)
+    finally:
+        await store.close()
+
+
+async def _sql_key_count(url: str) -> int:
+    writer, reader = create_engines(url)
+    try:
+        async with writer.connect() as conn:
+            count: int = (
+                await conn.execute(select(func.count()).select_from(idempotency_keys))
+            ).scalar_one()
+    finally:
+        await writer.dispose()
+        if reader is not writer:
+            await reader.dispose()
+    return count
+
+
+@pytest.mark.redis
+async def test_the_saq_worker_purges_expired_keys(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A real `dompet worker --queue saq` process purges in its upkeep loop."""
+    url = f"sqlite:///{tmp_path / 'saq.db'}"
+    await migrate(url)
+    store = await open_store(url)
+    try:
+        now = datetime.now(UTC)
+        for i in range(3):
+            key = IdempotencyKey(scope="saq-test", key=f"old-{i}", fingerprint="fp")
+            await store.claim_idempotency(key, now - 2 * TTL, TTL, STALE)
+        live = IdempotencyKey(scope="saq-test", key="live", fingerprint="fp")
+        await store.claim_idempotency(live, now - timedelta(minutes=1), TTL, STALE)
+        await store.answer_idempotency(live, 409, ANSWER)
+        assert await _sql_key_count(url) == 4
+
+        worker = start_worker(
+            url,
+            tmp_path,
+            "--queue",
+            "saq",
+            REDIS_URL=redis_server.url,
+            SAQ_QUEUE_NAME=f"dompet-purge-{tmp_path.name}",
+        )
+        try:
+
+            async def purged() -> bool:
+                assert worker.proc.poll() is None, worker.log()
+                return await _sql_key_count(url) == 1
+
+            await wait_for(purged, "the SAQ worker's purge", limit=60)
+        finally:
+            assert worker.terminate() == 0, worker.log()
+        assert await store.claim_idempotency(live, now, TTL, STALE) == ReplayResponse(409, ANSWER)
     finally:
         await store.close()
