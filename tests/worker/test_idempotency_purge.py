@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,14 +34,13 @@ async def _expired_keys(store: LedgerStore, prefix: str, count: int) -> None:
         assert isinstance(await store.claim_idempotency(key, T0 - 2 * TTL, TTL, STALE), Claimed)
 
 
-async def _until(condition: object, what: str) -> None:
-    """Poll (bounded) until ``condition()`` is true."""
-    assert callable(condition)
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+async def _until(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Poll until ``condition()`` is true; fail (never pass) if it is not within ``limit``."""
+
+    async def check() -> bool:
+        return condition()
+
+    await wait_for(check, what, limit)
 
 
 async def test_the_in_process_worker_purges_expired_keys_every_period(database_url: str) -> None:
