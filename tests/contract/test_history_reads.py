@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event
 
+from dompet.api.presenters import WalletPresenter
 from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.engine import SQLITE_READERS, postgres_pool_size
+from dompet.storage.sql.rendered_history import rendered_page
 from dompet.storage.sql.store import SqlStore, _entries_page
 from tests.contract.helpers import new_user, top_up
 
@@ -31,6 +35,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> None:
+    """Both page queries: the presenter path's (``_entries_page``) and the rendered one."""
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     await migrate(url)
     store = await open_store(url)
@@ -38,14 +43,23 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
         assert isinstance(store, SqlStore)
         user = await new_user(store)
         await top_up(store, user.id, 10)
-        params = {"account_id": wallet_account(user.id), "before": 10**9, "limit": 50}
+        layout = WalletPresenter(ZoneInfo("Asia/Jakarta")).item_layout
+        params = {
+            "account_id": wallet_account(user.id),
+            "user_id": user.id,
+            "before": 10**9,
+            "limit": 50,
+        }
+        shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str]] = [
+            (_entries_page, (True, False, True), "(account_id=? AND id<?)"),
+            (_entries_page, (True, True, True), "(account_id=? AND id>?)"),
+            (_entries_page, (False, False, False), "(account_id=?)"),
+            (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)"),
+            (rendered_page, (layout, "sqlite", False, False), "(account_id=?)"),
+        ]
         with sqlite3.connect(tmp_path / "plan.db") as db:
-            for shape, keyset in (
-                ((True, False, True), "(account_id=? AND id<?)"),
-                ((True, True, True), "(account_id=? AND id>?)"),
-                ((False, False, False), "(account_id=?)"),
-            ):
-                query = store._driver_select(_entries_page, *shape)
+            for build, shape, keyset in shapes:
+                query = store._driver_select(build, *shape)
                 plan = [
                     str(row[3])
                     for row in db.execute(

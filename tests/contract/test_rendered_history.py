@@ -9,10 +9,8 @@ MongoDB does not render (``render_entries`` is None) and is presented by the API
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -31,10 +29,7 @@ from dompet.domain.ledger import (
 from dompet.domain.money import MAX_AMOUNT
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
-from dompet.storage import migrate, open_store
 from dompet.storage.port import ItemField, ItemLayout, LedgerStore
-from dompet.storage.sql.rendered_history import rendered_page
-from dompet.storage.sql.store import SqlStore
 from tests.contract.helpers import new_user
 
 REMARKS = [
@@ -179,28 +174,3 @@ def test_item_keys_must_be_plain_names() -> None:
     for key in ('a"b', "a'b", "A", "", "a b"):
         with pytest.raises(ValueError, match="plain name"):
             ItemLayout((), ((ItemField.STATUS, key),), 0)
-
-
-async def test_sqlite_rendered_pages_use_the_account_index(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'plan.db'}"
-    await migrate(url)
-    store = await open_store(url)
-    try:
-        assert isinstance(store, SqlStore)
-        layout = WalletPresenter(ZoneInfo("Asia/Jakarta")).item_layout
-        params = {"account_id": "wallet:x", "user_id": "x", "before": 10**9, "limit": 50}
-        with sqlite3.connect(tmp_path / "plan.db") as db:
-            for before, keyset in ((True, "(account_id=? AND id<?)"), (False, "(account_id=?)")):
-                query = store._driver_select(rendered_page, layout, "sqlite", before, True)
-                plan = [
-                    str(row[3])
-                    for row in db.execute(
-                        "EXPLAIN QUERY PLAN " + query.sql, query.arguments(params)
-                    )
-                ]
-                assert plan == [
-                    f"SEARCH postings USING INDEX ix_postings_account_id_id {keyset}",
-                    "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN",
-                ], plan
-    finally:
-        await store.close()
