@@ -35,6 +35,14 @@ def entries_from() -> Any:
     )
 
 
+def entry_status() -> ColumnElement[Any]:
+    """An entry's status: its transfer's for a transfer's debit, SUCCESS for every other."""
+    return func.coalesce(
+        case((postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status)),
+        _text(EntryStatus.SUCCESS.value),
+    )
+
+
 @functools.cache
 def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: bool) -> Any:
     """``(sequence, item)`` rows of an account, newest first (bound :account_id, :user_id,
@@ -69,10 +77,7 @@ def _values(layout: ItemLayout, engine_name: str) -> list[tuple[str, ColumnEleme
         display = func.to_char(shifted, _text("YYYY-MM-DD HH24:MI:SS"))
     amount = postings.c.amount
     sources: dict[ItemField, ColumnElement[Any]] = {
-        ItemField.STATUS: func.coalesce(
-            case((postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status)),
-            _text(EntryStatus.SUCCESS.value),
-        ),
+        ItemField.STATUS: entry_status(),
         ItemField.USER_ID: cast(bindparam("user_id"), Text),
         ItemField.ENTRY_TYPE: case(
             (amount > 0, _text(EntryType.CREDIT.value)), else_=_text(EntryType.DEBIT.value)

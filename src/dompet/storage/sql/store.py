@@ -87,7 +87,7 @@ from dompet.storage.sql.engine import (
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.priority import PriorityGate
-from dompet.storage.sql.rendered_history import entries_from, rendered_page
+from dompet.storage.sql.rendered_history import entries_from, entry_status, rendered_page
 from dompet.storage.sql.tables import (
     Money,
     UtcDateTime,
@@ -546,12 +546,7 @@ class SqlStore:
         page = self._driver_select(
             _entries_page, before is not None, oldest_first, limit is not None
         )
-        params: dict[str, Any] = {"account_id": account_id}
-        if before is not None:
-            params["before"] = before
-        if limit is not None:
-            params["limit"] = limit
-        rows = await self._driver_rows(page, params)
+        rows = await self._driver_rows(page, _page_params(account_id, limit, before))
         return _entries(rows, account_id, self._driver_time)
 
     async def render_entries(
@@ -566,11 +561,7 @@ class SqlStore:
         page = self._driver_select(
             rendered_page, layout, self.engine_name, before is not None, limit is not None
         )
-        params: dict[str, Any] = {"account_id": account_id, "user_id": user_id}
-        if before is not None:
-            params["before"] = before
-        if limit is not None:
-            params["limit"] = limit
+        params = _page_params(account_id, limit, before, user_id=user_id)
         rows = await self._driver_rows(page, params)
         items = [row[1] for row in rows]
         if None in items:  # an entry dated outside DISPLAY_RANGE
@@ -1414,10 +1405,7 @@ def _new_entry(journal: Journal, sequence: int, account_id: str, amount: int, be
 
 
 def _entries_query() -> Any:
-    status = case(
-        (postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status),
-        else_=literal(EntryStatus.SUCCESS.value),
-    ).label("status")
+    status = entry_status().label("status")
     return select(  # not the account: the caller names it
         postings.c.id,
         postings.c.journal_id,
@@ -1443,6 +1431,18 @@ def _entries_page(before: bool, oldest_first: bool, limited: bool) -> Any:
     if limited:
         query = query.limit(bindparam("limit", type_=Integer))
     return query
+
+
+def _page_params(
+    account_id: str, limit: int | None, before: int | None, **more: Any
+) -> dict[str, Any]:
+    """The bound values of a page query (``_entries_page``, ``rendered_page``)."""
+    params: dict[str, Any] = {"account_id": account_id, **more}
+    if before is not None:
+        params["before"] = before
+    if limit is not None:
+        params["limit"] = limit
+    return params
 
 
 def _journal_entry_query() -> Any:
