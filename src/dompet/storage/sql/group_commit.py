@@ -1,12 +1,22 @@
 """Group commit for SQLite: many callers' transactions share one durable COMMIT.
 
 SQLite has one writer at a time and every durable COMMIT (WAL, synchronous=FULL) costs an
-fsync. So the writes of one process go through one shared connection: callers take turns;
-each runs its statements inside its own SAVEPOINT of the open transaction (a failure rolls
-back only that caller's work); when no caller is waiting, or ``max_batch`` callers have
-joined, the turn holder COMMITs once for the whole batch and wakes every caller of it.
-A caller's ``transaction()`` returns only after the COMMIT that holds its work is on disk,
-so nothing is acknowledged before it is durable.
+fsync. So the writes of one process go through one shared connection, in turns; each turn
+runs inside its own SAVEPOINT of the open transaction (a failure rolls back only that turn's
+work); when no turn is waiting, or ``max_batch`` turns have joined, the transaction COMMITs
+once for the whole batch and every caller of it is answered. Nothing is acknowledged before
+the COMMIT that holds it is on disk.
+
+A turn is one of two things:
+
+- a **job** (:meth:`GroupCommitWriter.run`): a plain function of the sqlite3 connection,
+  for the hot journal writes. The writer's own drain task runs queued jobs back to back and
+  answers each caller once, after the COMMIT, with the job's result or error: a caller waits
+  once and its task is woken once;
+- a **caller's transaction** (:meth:`GroupCommitWriter.transaction`): an ``async with``
+  block holding the turn, for writes that need SQLAlchemy and awaits.
+
+Both kinds queue in one order (priority turns first) and share the batches.
 """
 
 from __future__ import annotations
@@ -15,8 +25,29 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
+
+
+class _Job:
+    """A queued job: the function to run in the shared transaction, and its caller."""
+
+    __slots__ = ("answer", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any], answer: asyncio.Future[Any]):
+        self.work = work
+        self.answer = answer
+
+
+_Turn = asyncio.Future[None] | _Job
+"""A waiting turn: a caller's transaction (the future that hands it the turn) or a job."""
+
+_Answer = tuple[asyncio.Future[Any], Any, BaseException | None]
+"""What a batch owes one caller once its COMMIT is done: the future, a value or an error."""
 
 
 class GroupCommitWriter:
@@ -28,16 +59,111 @@ class GroupCommitWriter:
         self._conn: AsyncConnection | None = None
         self._raw: sqlite3.Connection | None = None
         self._busy = False
-        self._turns: deque[asyncio.Future[None]] = deque()
-        self._first_turns: deque[asyncio.Future[None]] = deque()
+        """Someone holds the turn: a caller's transaction, or the drain task."""
+        self._turns: deque[_Turn] = deque()
+        self._first_turns: deque[_Turn] = deque()
         """Turns asked for with ``priority``: served before every other waiting turn."""
-        self._batch: list[asyncio.Future[None]] = []
+        self._batch: list[_Answer] = []
+        self._drainer: asyncio.Task[None] | None = None
         self.commits = 0
         """How many COMMITs were issued (for tests and the benchmark)."""
         self.committed = 0
-        """How many callers' transactions those COMMITs made durable."""
+        """How many turns those COMMITs made durable."""
+
+    # -- jobs ------------------------------------------------------------------------------
+    async def run(self, work: Callable[[sqlite3.Connection], T], priority: bool = False) -> T:
+        """Run ``work(connection)`` in its own SAVEPOINT of the shared transaction; return
+        what it returned (or raise what it raised, its statements undone) once the COMMIT
+        that holds its batch is durable. ``work`` must not block: it runs on the event loop,
+        between other callers' jobs. A caller cancelled before its job ran leaves no trace;
+        once it ran, the work commits with its batch."""
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        (self._first_turns if priority else self._turns).append(_Job(work, answer))
+        if not self._busy:
+            self._busy = True
+            self._start_drain()
+        return await answer
+
+    def _start_drain(self) -> None:
+        self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Hold the turn: run the queued jobs, commit the batches, and hand the turn on."""
+        try:
+            while True:
+                head = self._head()
+                if isinstance(head, _Job) and len(self._batch) < self._max_batch:
+                    self._pop()
+                    await self._run_job(head)
+                    continue
+                if self._batch and (head is None or len(self._batch) >= self._max_batch):
+                    await self._commit()
+                    continue
+                if head is None and self._conn is not None and self._conn.in_transaction():
+                    await self._rollback(None)  # nothing to commit: do not hold the lock
+                self._hand_off()
+                return
+        except BaseException as exc:  # pragma: no cover - cancelled at shutdown
+            await self._rollback(exc)
+            self._hand_off()
+            raise
+
+    async def _run_job(self, job: _Job) -> None:
+        try:
+            await self._connection()
+            raw = self.raw
+            raw.execute("SAVEPOINT dompet_caller")
+        except Exception as exc:
+            await self._rollback(exc)
+            job.answer.set_exception(exc)
+            return
+        try:
+            value = job.work(raw)
+        except Exception as exc:
+            try:
+                raw.execute("ROLLBACK TO dompet_caller")
+                raw.execute("RELEASE dompet_caller")
+            except Exception as broken:
+                await self._rollback(broken)
+                job.answer.set_exception(exc)
+                return
+            # Answered after the COMMIT, as a success would be: the failure may be due to an
+            # earlier job of this batch, and what its caller reads next must show that job.
+            self._batch.append((job.answer, None, exc))
+            return
+        try:
+            raw.execute("RELEASE dompet_caller")
+        except Exception as exc:
+            await self._rollback(exc)
+            job.answer.set_exception(exc)
+            return
+        self._batch.append((job.answer, value, None))
 
     # -- turns -----------------------------------------------------------------------------
+    def _head(self) -> _Turn | None:
+        """The next waiting turn (not removed), dropping turns whose callers left."""
+        for queue in (self._first_turns, self._turns):
+            while queue:
+                turn = queue[0]
+                if not (turn.answer if isinstance(turn, _Job) else turn).done():
+                    return turn
+                queue.popleft()
+        return None
+
+    def _pop(self) -> None:
+        (self._first_turns if self._first_turns else self._turns).popleft()
+
+    def _hand_off(self) -> None:
+        """Give the turn to the next waiting caller, or to the drain task for jobs."""
+        head = self._head()
+        if head is None:
+            self._busy = False
+        elif isinstance(head, _Job):
+            self._start_drain()
+        else:
+            self._pop()
+            head.set_result(None)
+
     async def _acquire(self, priority: bool = False) -> None:
         if not self._busy:
             self._busy = True
@@ -57,20 +183,9 @@ class GroupCommitWriter:
                     queue.remove(turn)
             raise
 
-    def _hand_off(self) -> None:
-        for queue in (self._first_turns, self._turns):
-            while queue:
-                turn = queue.popleft()
-                if not turn.done():
-                    turn.set_result(None)
-                    return
-        self._busy = False
-
     async def _release(self) -> None:
-        """End a turn: let the next caller join the batch, or commit the batch first."""
-        waiting = any(not t.done() for t in self._first_turns) or any(
-            not t.done() for t in self._turns
-        )
+        """End a caller's turn: let the next turn join the batch, or commit the batch first."""
+        waiting = self._head() is not None
         if self._batch and (not waiting or len(self._batch) >= self._max_batch):
             await self._commit()
         elif not waiting and self._conn is not None and self._conn.in_transaction():
@@ -107,12 +222,16 @@ class GroupCommitWriter:
             return
         self.commits += 1
         self.committed += len(batch)
-        for waiter in batch:
-            if not waiter.done():
-                waiter.set_result(None)
+        for answer, value, error in batch:
+            if answer.done():
+                continue
+            if error is None:
+                answer.set_result(value)
+            else:
+                answer.set_exception(error)
 
     async def _rollback(
-        self, exc: BaseException | None, batch: list[asyncio.Future[None]] | None = None
+        self, exc: BaseException | None, batch: list[_Answer] | None = None
     ) -> None:
         """Abandon the open transaction (and the connection, if it is broken)."""
         failed = batch if batch is not None else []
@@ -125,9 +244,9 @@ class GroupCommitWriter:
             with contextlib.suppress(Exception):
                 await conn.close()
         error = exc if isinstance(exc, Exception) else RuntimeError("group commit aborted")
-        for waiter in failed:
-            if not waiter.done():
-                waiter.set_exception(error)
+        for answer, _, _ in failed:
+            if not answer.done():
+                answer.set_exception(error)
 
     def transaction(self, priority: bool = False) -> CallerTransaction:
         """One caller's transaction; ``async with`` it: it has exited once its work is
@@ -136,7 +255,10 @@ class GroupCommitWriter:
         return CallerTransaction(self, priority)
 
     async def close(self) -> None:
-        """Commit what is pending and close the shared connection."""
+        """Finish the queued work, commit what is pending and close the shared connection."""
+        if self._drainer is not None and not self._drainer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._drainer)
         if self._batch and self._conn is not None and not self._busy:
             await self._commit()
         if self._conn is not None:
@@ -185,7 +307,7 @@ class CallerTransaction:
             # The failure may be due to earlier callers' work in this batch (a unique key,
             # a balance): wait until that is committed too, so what the caller reads next
             # (to explain its failure) is what made it fail.
-            writer._batch.append(durable)
+            writer._batch.append((durable, None, None))
             await writer._release()
             with contextlib.suppress(Exception):
                 await asyncio.shield(durable)
@@ -196,7 +318,7 @@ class CallerTransaction:
             await writer._rollback(exc)
             writer._hand_off()
             raise
-        writer._batch.append(durable)
+        writer._batch.append((durable, None, None))
         await writer._release()
         await durable  # a cancelled caller's work still commits with its batch
 
@@ -209,6 +331,6 @@ async def _sqlite3_of(conn: AsyncConnection) -> sqlite3.Connection:
     return raw
 
 
-def _ignore_result(task: asyncio.Future[None]) -> None:
+def _ignore_result(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()

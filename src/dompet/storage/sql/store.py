@@ -378,11 +378,8 @@ class SqlStore:
             entries = await self._pg_journal(journal, idem=idem)
             assert entries is not None
             return entries
-        async with self._write() as conn:
-            entries = await self._apply_sqlite(conn, journal)
-            if idem is not None:
-                await self._answer_with_journal(conn, idem, journal.id)
-        return entries
+        assert self._group is not None  # SQLite: a job on the shared writer (group_commit.py)
+        return await self._group.run(functools.partial(self._post_sqlite, journal, idem, None))
 
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
@@ -391,12 +388,8 @@ class SqlStore:
             entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
             assert entries is not None
             return entries
-        async with self._write() as conn:  # SQLite: on the shared writer's raw connection
-            entries = await self._apply_sqlite(conn, journal)
-            self._insert_transfer_sqlite(transfer)
-            if idem is not None:
-                await self._answer_with_journal(conn, idem, journal.id)
-        return entries
+        assert self._group is not None
+        return await self._group.run(functools.partial(self._post_sqlite, journal, idem, transfer))
 
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
@@ -404,10 +397,38 @@ class SqlStore:
         if self._group is None:  # PostgreSQL: one statement, the flip with the journal
             closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
             return closed is not None
-        async with self._write(priority=True) as conn:  # SQLite: settlement goes first
-            if self._close_transfer_sqlite(transfer_id, status, now) != 1:
-                return False
-            await self._apply_sqlite(conn, journal)
+        # SQLite: settlement goes first
+        return await self._group.run(
+            functools.partial(self._close_sqlite, transfer_id, status, journal, now), priority=True
+        )
+
+    def _post_sqlite(
+        self,
+        journal: Journal,
+        idem: IdempotencyKey | None,
+        transfer: Transfer | None,
+        raw: sqlite3.Connection,
+    ) -> list[Entry]:
+        """The job of ``post_journal`` / ``open_transfer`` on SQLite's shared writer."""
+        entries = self._apply_sqlite(raw, journal)
+        if transfer is not None:
+            self._insert_transfer_sqlite(raw, transfer)
+        if idem is not None:
+            self._answer_with_journal(raw, idem, journal.id)
+        return entries
+
+    def _close_sqlite(
+        self,
+        transfer_id: str,
+        status: TransferStatus,
+        journal: Journal,
+        now: datetime,
+        raw: sqlite3.Connection,
+    ) -> bool:
+        """The job of ``close_transfer`` on SQLite: the flip, then (if it flipped) the journal."""
+        if self._close_transfer_sqlite(raw, transfer_id, status, now) != 1:
+            return False
+        self._apply_sqlite(raw, journal)
         return True
 
     def _sqlite_row(self, sql: str, *args: Any) -> Any:
@@ -426,11 +447,10 @@ class SqlStore:
             }
         )
 
-    def _insert_transfer_sqlite(self, transfer: Transfer) -> None:
+    def _insert_transfer_sqlite(self, raw: sqlite3.Connection, transfer: Transfer) -> None:
         """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
-        assert self._group is not None
         at = self._timestamp(transfer.created_at)
-        self._group.raw.execute(
+        raw.execute(
             _SQLITE_INSERT_TRANSFER,
             (
                 transfer.id,
@@ -445,11 +465,10 @@ class SqlStore:
         )
 
     def _close_transfer_sqlite(
-        self, transfer_id: str, status: TransferStatus, now: datetime
+        self, raw: sqlite3.Connection, transfer_id: str, status: TransferStatus, now: datetime
     ) -> int:
         """Flip a PENDING transfer to ``status``; how many rows changed (0 or 1)."""
-        assert self._group is not None
-        cursor = self._group.raw.execute(
+        cursor = raw.execute(
             _SQLITE_CLOSE_TRANSFER,
             (status.value, self._timestamp(now), transfer_id, TransferStatus.PENDING.value),
         )
@@ -934,22 +953,14 @@ class SqlStore:
             )
         )
 
-    async def _answer_with_journal(
-        self, conn: AsyncConnection, key: IdempotencyKey, journal_id: str
-    ) -> None:
-        """Tie the key to the journal in the journal's own transaction: at most one per key."""
-        result = await conn.execute(
-            update(idempotency_keys)
-            .where(
-                idempotency_keys.c.scope == key.scope,
-                idempotency_keys.c.key == key.key,
-                idempotency_keys.c.fingerprint == key.fingerprint,
-                idempotency_keys.c.journal_id.is_(None),
-                idempotency_keys.c.response_status.is_(None),
-            )
-            .values(journal_id=journal_id)
+    @staticmethod
+    def _answer_with_journal(raw: sqlite3.Connection, key: IdempotencyKey, journal_id: str) -> None:
+        """Tie the key to the journal in the journal's own transaction: at most one per key
+        (SQLite; on PostgreSQL the journal's statement does it, pg_journal.py)."""
+        cursor = raw.execute(
+            _SQLITE_ANSWER_WITH_JOURNAL, (journal_id, key.scope, key.key, key.fingerprint)
         )
-        if result.rowcount != 1:
+        if cursor.rowcount != 1:
             raise IdempotencyConflict(IN_FLIGHT)
 
     @staticmethod
@@ -961,13 +972,11 @@ class SqlStore:
             moment = moment.astimezone(UTC)
         return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
-    async def _apply_sqlite(self, conn: AsyncConnection, journal: Journal) -> list[Entry]:
+    def _apply_sqlite(self, raw: sqlite3.Connection, journal: Journal) -> list[Entry]:
         """Write the journal on SQLite's shared writer, guarding and changing each customer
         balance in one statement: raw sqlite3 statements (they run on this thread anyway,
         microseconds each), without SQLAlchemy's per-statement execution machinery -- most of
         a payment's CPU time. (PostgreSQL writes a journal in one statement: pg_journal.py.)"""
-        assert self._group is not None
-        raw = self._group.raw
         at = self._timestamp(journal.created_at)
         copied = (journal.kind.value, journal.reference, journal.remarks)  # onto each posting
         try:
@@ -986,7 +995,7 @@ class SqlStore:
                     params += (-posting.amount,)
                 moved = raw.execute(sql, params).fetchall()
                 if not moved:
-                    await self._explain_refusal(conn, posting.account_id)
+                    _explain_sqlite_refusal(raw, posting.account_id)
                 after = int(moved[0][0])
                 before = after - posting.amount
                 sequence = raw.execute(
@@ -1376,6 +1385,10 @@ _SQLITE_CLOSE_TRANSFER = (
     "UPDATE transfers SET status = ?, settled_at = ?, claimed_by = NULL, claimed_until = NULL "
     "WHERE id = ? AND status = ?"
 )
+_SQLITE_ANSWER_WITH_JOURNAL = (
+    "UPDATE idempotency_keys SET journal_id = ? WHERE scope = ? AND key = ? AND fingerprint = ? "
+    "AND journal_id IS NULL AND response_status IS NULL"
+)
 _SQLITE_MOVE = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 _SQLITE_MOVE_BALANCE = {
     (False, False): _SQLITE_MOVE + " RETURNING balance",
@@ -1383,6 +1396,16 @@ _SQLITE_MOVE_BALANCE = {
     (True, False): _SQLITE_MOVE + " AND balance >= ? RETURNING balance",
     (True, True): _SQLITE_MOVE + " AND balance >= ? AND blocked = 0 RETURNING balance",
 }
+
+
+def _explain_sqlite_refusal(raw: sqlite3.Connection, account_id: str) -> None:
+    """Why a guarded balance change moved nothing (``_explain_refusal`` on the raw writer)."""
+    row = raw.execute("SELECT blocked FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    if row is None:
+        raise AccountNotFound(account_id)
+    if row[0]:
+        raise AccountBlocked(account_id)
+    raise InsufficientFunds()
 
 
 def _new_entry(journal: Journal, sequence: int, account_id: str, amount: int, before: int) -> Entry:
