@@ -89,12 +89,24 @@ class GroupCommitWriter:
 
     async def _drain(self) -> None:
         """Hold the turn: run the queued jobs, commit the batches, and hand the turn on."""
+        head: _Turn | None = None
         try:
             while True:
                 head = self._head()
                 if isinstance(head, _Job) and len(self._batch) < self._max_batch:
                     self._pop()
-                    await self._run_job(head)
+                    raw = self._raw
+                    if raw is None or self._conn is None or not self._conn.in_transaction():
+                        try:
+                            await self._connection()
+                        except Exception as exc:
+                            await self._rollback(exc)
+                            head.answer.set_exception(exc)
+                            continue
+                        raw = self.raw
+                    broken = self._run_job(raw, head)
+                    if broken is not None:  # the shared transaction is unusable
+                        await self._rollback(broken)
                     continue
                 if self._batch and (head is None or len(self._batch) >= self._max_batch):
                     await self._commit()
@@ -104,19 +116,20 @@ class GroupCommitWriter:
                 self._hand_off()
                 return
         except BaseException as exc:  # pragma: no cover - cancelled at shutdown
+            if isinstance(head, _Job) and not head.answer.done():  # popped, not answered
+                head.answer.set_exception(RuntimeError("group commit aborted"))
             await self._rollback(exc)
             self._hand_off()
             raise
 
-    async def _run_job(self, job: _Job) -> None:
+    def _run_job(self, raw: sqlite3.Connection, job: _Job) -> Exception | None:
+        """Run one job in its SAVEPOINT and queue its answer for the COMMIT; the error that
+        broke the shared transaction, if a SAVEPOINT statement itself failed."""
         try:
-            await self._connection()
-            raw = self.raw
             raw.execute("SAVEPOINT dompet_caller")
-        except Exception as exc:
-            await self._rollback(exc)
-            job.answer.set_exception(exc)
-            return
+        except Exception as broken:
+            job.answer.set_exception(broken)
+            return broken
         try:
             value = job.work(raw)
         except Exception as exc:
@@ -124,20 +137,19 @@ class GroupCommitWriter:
                 raw.execute("ROLLBACK TO dompet_caller")
                 raw.execute("RELEASE dompet_caller")
             except Exception as broken:
-                await self._rollback(broken)
                 job.answer.set_exception(exc)
-                return
+                return broken
             # Answered after the COMMIT, as a success would be: the failure may be due to an
             # earlier job of this batch, and what its caller reads next must show that job.
             self._batch.append((job.answer, None, exc))
-            return
+            return None
         try:
             raw.execute("RELEASE dompet_caller")
-        except Exception as exc:
-            await self._rollback(exc)
-            job.answer.set_exception(exc)
-            return
+        except Exception as broken:
+            job.answer.set_exception(broken)
+            return broken
         self._batch.append((job.answer, value, None))
+        return None
 
     # -- turns -----------------------------------------------------------------------------
     def _head(self) -> _Turn | None:
