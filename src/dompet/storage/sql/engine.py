@@ -157,7 +157,20 @@ class _InlineSqliteConnection(aiosqlite.Connection):
     writer_lock: WriterLock | None = None
     """A writer's cross-process lock (see ``WriterLock``), taken around its transactions."""
 
+    commits_inline = False
+    """Set by the group-commit writer once COMMIT cannot block: ``synchronous=NORMAL`` (its
+    WalFlusher fsyncs instead) and no automatic checkpoint (the flusher runs them)."""
+
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.commits_inline and getattr(fn, "__name__", "") == "commit":
+            if not self._running or not self._connection:
+                raise ValueError("Connection closed")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                lock = self.writer_lock
+                if lock is not None and lock.held and not _in_transaction(self._connection):
+                    lock.release()
         if _may_block(fn, args, self.reader):
             if self.writer_lock is not None and self._connection is not None:
                 sql = args[0] if args and isinstance(args[0], str) else None
