@@ -477,7 +477,7 @@ class WalFlusher:
         so that a new WAL file's name is durable too)."""
         fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)  # as SQLite syncs its WAL on Linux: the data and the size
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
