@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dompet.storage.sql.engine import create_engines
-from dompet.storage.sql.group_commit import GroupCommitWriter
+from dompet.storage.sql.group_commit import GroupCommitWriter, PartialWriteError
 
 
 class Boom(Exception):
@@ -225,3 +225,40 @@ async def test_a_failed_commit_fails_every_caller_of_the_batch_and_the_writer_re
     assert names(writer) == []  # nothing of the batch was committed
     assert await writer.run(insert("later")) == 1
     assert names(writer) == ["later"]
+
+
+async def test_a_job_without_savepoint_that_fails_before_changing_is_alone(
+    writer: GroupCommitWriter,
+) -> None:
+    def refuse(raw: sqlite3.Connection) -> None:
+        raw.execute("SELECT count(*) FROM t").fetchall()  # reads, changes nothing
+        raise Boom("refused")
+
+    results = await asyncio.gather(
+        writer.run(insert("a"), savepoint=False),
+        writer.run(refuse, savepoint=False),
+        writer.run(insert("b"), savepoint=False),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Boom)
+    assert names(writer) == ["a", "b"]
+
+
+async def test_a_job_without_savepoint_that_fails_after_a_change_rolls_back_its_batch(
+    writer: GroupCommitWriter,
+) -> None:
+    results = await asyncio.gather(
+        writer.run(insert("a"), savepoint=False),
+        writer.run(insert("half", fail=True), savepoint=False),  # inserts, then raises
+        writer.run(insert("b"), savepoint=False),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Boom)  # its own error
+    assert isinstance(results[0], PartialWriteError)  # the batch it broke
+    committed = names(writer)
+    assert "a" not in committed  # the batch's other work went with it
+    assert "half" not in committed  # and so did the half-done job
+    # "b" ran in a fresh transaction after the rollback (or went with the batch).
+    assert committed == (["b"] if results[2] == 1 else [])
+    await writer.run(insert("later"), savepoint=False)
+    assert names(writer) == [*committed, "later"]

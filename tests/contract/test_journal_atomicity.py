@@ -94,6 +94,34 @@ async def test_a_refused_second_leg_undoes_the_first(store: LedgerStore) -> None
     assert await store.balance(wallet_account(payer.id)) == 1000
 
 
+@pytest.mark.concurrency
+async def test_a_refused_second_leg_leaves_the_journals_beside_it_alone(
+    store: LedgerStore,
+) -> None:
+    """Concurrent with other payments (on SQLite: the same batch), a journal refused after
+    its first leg changed takes nothing of the others with it."""
+    payer, payee = await new_user(store), await new_user(store, "Tom")
+    others = [await new_user(store, f"Other{i}") for i in range(6)]
+    await top_up(store, payer.id, 1000)
+    for other in others:
+        await top_up(store, other.id, 100)
+    await store.set_account_blocked(wallet_account(payee.id), True)
+
+    results = await asyncio.gather(
+        *(pay(store, other.id, 10) for other in others[:3]),
+        store.post_journal(wallet_to_wallet(payer.id, payee.id, 600)),
+        *(pay(store, other.id, 10) for other in others[3:]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[3], AccountBlocked)
+    assert [r for i, r in enumerate(results) if i != 3 and isinstance(r, BaseException)] == []
+    for other in others:
+        assert await store.balance(wallet_account(other.id)) == 90
+    assert await store.balance(wallet_account(payer.id)) == 1000
+    assert check(await store.snapshot()).ok
+
+
 async def test_a_spent_key_writes_no_journal(store: LedgerStore) -> None:
     user, target = await new_user(store), await new_user(store, "Tom")
     await top_up(store, user.id, 1000)

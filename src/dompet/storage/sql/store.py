@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from sqlalchemy import (
@@ -60,6 +60,7 @@ from dompet.domain.ledger import (
     EntryType,
     Journal,
     JournalKind,
+    Posting,
     is_customer_account,
     savings_account,
     wallet_account,
@@ -379,7 +380,10 @@ class SqlStore:
             assert entries is not None
             return entries
         assert self._group is not None  # SQLite: a job on the shared writer (group_commit.py)
-        return await self._group.run(functools.partial(self._post_sqlite, journal, idem, None))
+        return await self._group.run(
+            functools.partial(self._post_sqlite, journal, idem, None),
+            savepoint=_needs_savepoint(journal),
+        )
 
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
@@ -389,7 +393,10 @@ class SqlStore:
             assert entries is not None
             return entries
         assert self._group is not None
-        return await self._group.run(functools.partial(self._post_sqlite, journal, idem, transfer))
+        return await self._group.run(
+            functools.partial(self._post_sqlite, journal, idem, transfer),
+            savepoint=_needs_savepoint(journal),
+        )
 
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
@@ -409,7 +416,10 @@ class SqlStore:
         transfer: Transfer | None,
         raw: sqlite3.Connection,
     ) -> list[Entry]:
-        """The job of ``post_journal`` / ``open_transfer`` on SQLite's shared writer."""
+        """The job of ``post_journal`` / ``open_transfer`` on SQLite's shared writer: every
+        check that may refuse it comes before its first change (see ``_apply_sqlite``)."""
+        if idem is not None:
+            _check_unanswered(raw, idem)
         entries = self._apply_sqlite(raw, journal)
         if transfer is not None:
             self._insert_transfer_sqlite(raw, transfer)
@@ -976,12 +986,16 @@ class SqlStore:
         """Write the journal on SQLite's shared writer, guarding and changing each customer
         balance in one statement: raw sqlite3 statements (they run on this thread anyway,
         microseconds each), without SQLAlchemy's per-statement execution machinery -- most of
-        a payment's CPU time. (PostgreSQL writes a journal in one statement: pg_journal.py.)"""
+        a payment's CPU time. (PostgreSQL writes a journal in one statement: pg_journal.py.)
+
+        The guarded balance changes come first, so that a refusal of a journal with one
+        customer posting changes nothing (its job needs no SAVEPOINT: ``_needs_savepoint``);
+        then the journal and its postings, which only a broken database would refuse.
+        """
         at = self._timestamp(journal.created_at)
         copied = (journal.kind.value, journal.reference, journal.remarks)  # onto each posting
         try:
-            raw.execute(_SQLITE_INSERT_JOURNAL, (journal.id, *copied, at))
-            entries: list[Entry] = []
+            moved: list[tuple[Posting, int]] = []
             system_rows: list[tuple[Any, ...]] = []
             for posting in journal.postings:
                 if not is_customer_account(posting.account_id):
@@ -993,17 +1007,21 @@ class SqlStore:
                 params: tuple[Any, ...] = (posting.amount, posting.account_id)
                 if posting.amount < 0:
                     params += (-posting.amount,)
-                moved = raw.execute(sql, params).fetchall()
-                if not moved:
+                rows = raw.execute(sql, params).fetchall()
+                if not rows:
                     _explain_sqlite_refusal(raw, posting.account_id)
-                after = int(moved[0][0])
+                moved.append((posting, int(rows[0][0])))
+            raw.execute(_SQLITE_INSERT_JOURNAL, (journal.id, *copied, at))
+            entries: list[Entry] = []
+            for posting, after in moved:
                 before = after - posting.amount
                 sequence = raw.execute(
                     _SQLITE_INSERT_POSTING,
                     (journal.id, posting.account_id, posting.amount, before, after, at, *copied),
-                ).fetchall()[0][0]
+                ).lastrowid
+                assert sequence is not None
                 entries.append(
-                    _new_entry(journal, int(sequence), posting.account_id, posting.amount, before)
+                    _new_entry(journal, sequence, posting.account_id, posting.amount, before)
                 )
             if system_rows:
                 raw.executemany(_SQLITE_INSERT_SYSTEM_POSTING, system_rows)
@@ -1373,9 +1391,9 @@ _SQLITE_INSERT_JOURNAL = (
 )
 _SQLITE_INSERT_POSTING = (
     "INSERT INTO postings (journal_id, account_id, amount, balance_before, balance_after, "
-    "created_at, kind, reference, remarks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
-)
-_SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING.removesuffix(" RETURNING id")
+    "created_at, kind, reference, remarks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)  # postings.id is the rowid (INTEGER PRIMARY KEY): the cursor's lastrowid is the sequence
+_SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING
 _SQLITE_INSERT_TRANSFER = (
     "INSERT INTO transfers (id, sender_id, target_id, amount, remarks, status, created_at, "
     "settled_at, attempts, last_error, next_attempt_at, claimed_by, claimed_until) "
@@ -1384,6 +1402,10 @@ _SQLITE_INSERT_TRANSFER = (
 _SQLITE_CLOSE_TRANSFER = (
     "UPDATE transfers SET status = ?, settled_at = ?, claimed_by = NULL, claimed_until = NULL "
     "WHERE id = ? AND status = ?"
+)
+_SQLITE_KEY_UNANSWERED = (
+    "SELECT 1 FROM idempotency_keys WHERE scope = ? AND key = ? AND fingerprint = ? "
+    "AND journal_id IS NULL AND response_status IS NULL"
 )
 _SQLITE_ANSWER_WITH_JOURNAL = (
     "UPDATE idempotency_keys SET journal_id = ? WHERE scope = ? AND key = ? AND fingerprint = ? "
@@ -1398,7 +1420,24 @@ _SQLITE_MOVE_BALANCE = {
 }
 
 
-def _explain_sqlite_refusal(raw: sqlite3.Connection, account_id: str) -> None:
+def _needs_savepoint(journal: Journal) -> bool:
+    """Whether the job writing ``journal`` on SQLite needs a SAVEPOINT: only when a second
+    customer balance could refuse after the first has changed (``_apply_sqlite``)."""
+    customers = 0
+    for posting in journal.postings:
+        customers += is_customer_account(posting.account_id)
+    return customers > 1
+
+
+def _check_unanswered(raw: sqlite3.Connection, key: IdempotencyKey) -> None:
+    """Refuse (before any change) a job whose idempotency key is no longer this request's to
+    answer; the UPDATE that answers it later in the job then changes exactly one row."""
+    row = raw.execute(_SQLITE_KEY_UNANSWERED, (key.scope, key.key, key.fingerprint)).fetchone()
+    if row is None:
+        raise IdempotencyConflict(IN_FLIGHT)
+
+
+def _explain_sqlite_refusal(raw: sqlite3.Connection, account_id: str) -> NoReturn:
     """Why a guarded balance change moved nothing (``_explain_refusal`` on the raw writer)."""
     row = raw.execute("SELECT blocked FROM accounts WHERE id = ?", (account_id,)).fetchone()
     if row is None:
