@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from dompet.domain.ids import new_id
@@ -9,6 +10,7 @@ from dompet.domain.ledger import Entry, payment_journal, topup_journal
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.group_commit import GroupCommitWriter
 
 _phone = iter(range(10**9))
 
@@ -56,3 +58,18 @@ def pending_transfer(sender_id: str, target_id: str, amount: int) -> Transfer:
         status=TransferStatus.PENDING,
         created_at=now(),
     )
+
+
+async def hold_the_turn(writer: GroupCommitWriter) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A caller's transaction that holds SQLite's shared writer until the event is set, so
+    that what is asked for meanwhile queues (returns once it holds the turn)."""
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with writer.transaction():
+            holding.set()
+            await release.wait()
+
+    task = asyncio.create_task(hold())
+    await holding.wait()
+    return task, release

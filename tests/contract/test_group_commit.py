@@ -24,7 +24,7 @@ from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings
-from tests.contract.helpers import new_user, pay, top_up
+from tests.contract.helpers import hold_the_turn, new_user, pay, top_up
 
 
 async def test_concurrent_writers_all_commit(store: LedgerStore, database_url: str) -> None:
@@ -146,19 +146,12 @@ async def test_a_priority_writer_goes_before_waiting_writers(tmp_path: Path) -> 
         writer = store._group
         assert writer is not None
         order: list[str] = []
-        holding, release = asyncio.Event(), asyncio.Event()
-
-        async def hold() -> None:
-            async with writer.transaction():
-                holding.set()
-                await release.wait()
 
         async def write(name: str, priority: bool) -> None:
             async with writer.transaction(priority):
                 order.append(name)
 
-        holder = asyncio.create_task(hold())
-        await holding.wait()
+        holder, release = await hold_the_turn(writer)
         waiting = [asyncio.create_task(write(f"request {i}", False)) for i in range(3)]
         await asyncio.sleep(0)
         waiting += [asyncio.create_task(write(f"settlement {i}", True)) for i in range(2)]

@@ -17,6 +17,7 @@ import pytest
 
 from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.group_commit import GroupCommitWriter, PartialWriteError
+from tests.contract.helpers import hold_the_turn
 
 
 class Boom(Exception):
@@ -115,15 +116,7 @@ async def test_a_unique_clash_between_jobs_of_one_batch_fails_only_the_second(
 async def test_a_caller_cancelled_before_its_job_ran_leaves_no_trace(
     writer: GroupCommitWriter,
 ) -> None:
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        async with writer.transaction():
-            holding.set()
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
-    await holding.wait()
+    holder, release = await hold_the_turn(writer)
     queued = asyncio.create_task(writer.run(insert("never")))
     kept = asyncio.create_task(writer.run(insert("kept")))
     await asyncio.sleep(0)
@@ -158,12 +151,6 @@ async def test_jobs_and_transactions_share_one_order_priority_first(
     writer: GroupCommitWriter,
 ) -> None:
     order: list[str] = []
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        async with writer.transaction():
-            holding.set()
-            await release.wait()
 
     def job(name: str) -> Callable[[sqlite3.Connection], None]:
         def work(raw: sqlite3.Connection) -> None:
@@ -175,8 +162,7 @@ async def test_jobs_and_transactions_share_one_order_priority_first(
         async with writer.transaction(priority):
             order.append(name)
 
-    holder = asyncio.create_task(hold())
-    await holding.wait()
+    holder, release = await hold_the_turn(writer)
     waiting = [
         asyncio.create_task(writer.run(job("job 0"))),
         asyncio.create_task(block("block 1", False)),

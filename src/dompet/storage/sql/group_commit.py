@@ -156,45 +156,40 @@ class GroupCommitWriter:
 
     def _run_job(self, raw: sqlite3.Connection, job: _Job) -> Exception | None:
         """Run one job and queue its answer for the COMMIT; the error that broke the shared
-        transaction, if any (a SAVEPOINT statement failed, or a job without one failed after
-        a change)."""
-        if not job.savepoint:
-            changes = raw.total_changes
-            try:
-                value = job.work(raw)
-            except Exception as exc:
-                if raw.total_changes != changes:  # part of it is in the shared transaction
-                    job.answer.set_exception(exc)
-                    return PartialWriteError(exc)
-                # Nothing of it was written: its failure is its own, told after the COMMIT.
-                self._batch.append((job.answer, None, exc))
-                return None
-            self._batch.append((job.answer, value, None))
-            return None
-        try:
-            raw.execute("SAVEPOINT dompet_caller")
-        except Exception as broken:
-            job.answer.set_exception(broken)
-            return broken
+        transaction, if any (then the job's caller has been answered already)."""
+        if job.savepoint:
+            return self._run_in_savepoint(raw, job)
+        changes = raw.total_changes
         try:
             value = job.work(raw)
         except Exception as exc:
-            try:
-                raw.execute("ROLLBACK TO dompet_caller")
-                raw.execute("RELEASE dompet_caller")
-            except Exception as broken:
+            if raw.total_changes != changes:  # part of it is in the shared transaction
                 job.answer.set_exception(exc)
-                return broken
-            # Answered after the COMMIT, as a success would be: the failure may be due to an
-            # earlier job of this batch, and what its caller reads next must show that job.
+                return PartialWriteError(exc)
+            # Nothing of it was written: its failure is its own, told after the COMMIT.
             self._batch.append((job.answer, None, exc))
             return None
-        try:
-            raw.execute("RELEASE dompet_caller")
-        except Exception as broken:
-            job.answer.set_exception(broken)
-            return broken
         self._batch.append((job.answer, value, None))
+        return None
+
+    def _run_in_savepoint(self, raw: sqlite3.Connection, job: _Job) -> Exception | None:
+        """``_run_job`` in a SAVEPOINT: a failure is rolled back to it, the job's alone."""
+        value: Any = None
+        error: Exception | None = None
+        try:
+            raw.execute("SAVEPOINT dompet_caller")
+            try:
+                value = job.work(raw)
+            except Exception as exc:
+                error = exc
+                raw.execute("ROLLBACK TO dompet_caller")
+            raw.execute("RELEASE dompet_caller")
+        except Exception as broken:  # a SAVEPOINT statement itself failed
+            job.answer.set_exception(error or broken)
+            return broken
+        # A failure, too, is answered after the COMMIT: it may be due to an earlier job of
+        # this batch, and what its caller reads next must show that job.
+        self._batch.append((job.answer, value, error))
         return None
 
     # -- turns -----------------------------------------------------------------------------
