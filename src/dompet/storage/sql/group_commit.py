@@ -1,11 +1,12 @@
 """Group commit for SQLite: many callers' transactions share one durable COMMIT.
 
 SQLite has one writer at a time and every durable COMMIT (WAL, synchronous=FULL) costs an
-fsync. So the writes of one process go through one shared connection, in turns; each turn
-runs inside its own SAVEPOINT of the open transaction (a failure rolls back only that turn's
-work); when no turn is waiting, or ``max_batch`` turns have joined, the transaction COMMITs
-once for the whole batch and every caller of it is answered. Nothing is acknowledged before
-the COMMIT that holds it is on disk.
+fsync. So the writes of one process go through one shared connection, in turns; a failed turn
+is undone alone (in its own SAVEPOINT, or, for a job that fails before changing anything,
+by nature); when no turn is waiting, or ``max_batch`` turns have joined, the transaction
+COMMITs once for the whole batch and every caller of it is answered. Nothing is acknowledged
+before the COMMIT that holds it is on disk (with ``synchronous=FULL`` the :class:`WalFlusher`
+makes the fsync, off the writer's path). docs/sqlite-group-commit.md has the whole story.
 
 A turn is one of two things:
 
