@@ -9,7 +9,7 @@ from sqlalchemy import Connection, inspect
 
 from dompet.storage import migrate
 from dompet.storage.sql.engine import create_engines
-from tests.contract.test_posting_copies import _alembic
+from dompet.storage.sql.migrate import run_alembic
 
 INDEX = "ix_idempotency_keys_expires_at"
 
@@ -41,7 +41,7 @@ async def test_migrations_index_expires_at(database_url: str, engine_name: str) 
         assert any(i["key"] == [("expires_at", 1)] for i in info.values()), info
         return
     assert (await _sql_indexes(database_url))[INDEX] == ["expires_at"]
-    await _alembic(database_url, "downgrade", "0004")
+    await run_alembic(database_url, "downgrade", "0004")
     assert INDEX not in await _sql_indexes(database_url)
     assert await migrate(database_url) == ["0005"]
     assert (await _sql_indexes(database_url))[INDEX] == ["expires_at"]

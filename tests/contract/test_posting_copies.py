@@ -11,14 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from dompet.storage import migrate
 from dompet.storage.sql.engine import create_engines
-from dompet.storage.sql.migrate import alembic_config
+from dompet.storage.sql.migrate import run_alembic
 from tests.reliability.test_reconcile import busy_ledger, reconcile, run_sql
 
 
@@ -27,25 +25,6 @@ def engine_name(request: pytest.FixtureRequest) -> str:
     """The SQL engines only (overrides conftest's, which includes MongoDB)."""
     name: str = request.param
     return name
-
-
-async def _alembic(url: str, action: str, revision: str) -> None:
-    """``alembic upgrade|downgrade <revision>`` on ``url``, as ``dompet migrate`` runs it."""
-    config = alembic_config(url)
-    writer, reader = create_engines(url)
-
-    def run(connection: Connection, config: Config) -> None:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
-
-    try:
-        async with writer.connect() as conn:
-            await conn.run_sync(run, config)
-            await conn.commit()
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
 
 
 async def _query(url: str, sql: str) -> list[Any]:
@@ -104,7 +83,7 @@ def _raw_ledger() -> list[str]:
 
 async def test_0004_copies_each_journal_onto_its_postings(raw_database_url: str) -> None:
     url = raw_database_url
-    await _alembic(url, "upgrade", "0003")
+    await run_alembic(url, "upgrade", "0003")
     await run_sql(url, *_raw_ledger())
 
     assert (await migrate(url))[:1] == ["0004"]  # then any later revision
@@ -124,7 +103,7 @@ async def test_0004_leaves_no_default_on_postgresql(raw_database_url: str) -> No
     """A writer that forgets the copies fails loudly on PostgreSQL (the defaults are dropped);
     SQLite keeps DEFAULT '' (dropping it would rebuild the table): reconcile reports those."""
     url = raw_database_url
-    await _alembic(url, "upgrade", "0003")
+    await run_alembic(url, "upgrade", "0003")
     await run_sql(url, *_raw_ledger())
     await migrate(url)
     forgetful = (
@@ -143,11 +122,11 @@ async def test_0004_leaves_no_default_on_postgresql(raw_database_url: str) -> No
 
 async def test_0004_downgrade_drops_the_copies_and_keeps_the_rows(raw_database_url: str) -> None:
     url = raw_database_url
-    await _alembic(url, "upgrade", "0003")
+    await run_alembic(url, "upgrade", "0003")
     await run_sql(url, *_raw_ledger())
     await migrate(url)
 
-    await _alembic(url, "downgrade", "0003")
+    await run_alembic(url, "downgrade", "0003")
     writer, reader = create_engines(url)
     try:
         async with writer.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -27,27 +28,43 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def upgrade(database_url: str) -> list[str]:
-    """Upgrade to head; return the revisions that were applied (oldest first)."""
+Action = Literal["upgrade", "downgrade"]
+
+
+async def run_alembic(database_url: str, action: Action, revision: str) -> str | None:
+    """``alembic <action> <revision>`` on ``database_url``, committed on a writer connection
+    of its own; the revision the database was at before."""
     config = alembic_config(database_url)
-    script = ScriptDirectory.from_config(config)
     writer, reader = create_engines(database_url)
     try:
         async with writer.connect() as conn:
-            before = await conn.run_sync(_current)
-            await conn.run_sync(_run_upgrade, config)
+            before = await conn.run_sync(_run_alembic, config, action, revision)
             await conn.commit()
     finally:
         await writer.dispose()
         if reader is not writer:
             await reader.dispose()
+    return before
+
+
+def _run_alembic(
+    connection: Connection, config: Config, action: Action, revision: str
+) -> str | None:
+    before = _current(connection)
+    config.attributes["connection"] = connection
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
+    return before
+
+
+async def upgrade(database_url: str) -> list[str]:
+    """Upgrade to head; return the revisions that were applied (oldest first)."""
+    before = await run_alembic(database_url, "upgrade", "head")
+    script = ScriptDirectory.from_config(alembic_config(database_url))
     applied = [rev.revision for rev in script.iterate_revisions("head", before or "base")]
     return list(reversed([r for r in applied if r != before]))
-
-
-def _run_upgrade(connection: Connection, config: Config) -> None:
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
 
 
 def upgrade_sync(database_url: str) -> list[str]:
