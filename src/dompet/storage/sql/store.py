@@ -379,7 +379,7 @@ class SqlStore:
             entries = await self._pg_journal(journal, idem=idem)
             assert entries is not None
             return entries
-        assert self._group is not None  # SQLite: a job on the shared writer (group_commit.py)
+        # SQLite: a job on the shared writer (group_commit.py)
         return await self._group.run(
             functools.partial(self._post_sqlite, journal, idem, None),
             savepoint=_needs_savepoint(journal),
@@ -392,7 +392,6 @@ class SqlStore:
             entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
             assert entries is not None
             return entries
-        assert self._group is not None
         return await self._group.run(
             functools.partial(self._post_sqlite, journal, idem, transfer),
             savepoint=_needs_savepoint(journal),
@@ -424,7 +423,7 @@ class SqlStore:
         if transfer is not None:
             self._insert_transfer_sqlite(raw, transfer)
         if idem is not None:
-            self._answer_with_journal(raw, idem, journal.id)
+            _answer_with_journal(raw, idem, journal.id)
         return entries
 
     def _close_sqlite(
@@ -964,16 +963,6 @@ class SqlStore:
         )
 
     @staticmethod
-    def _answer_with_journal(raw: sqlite3.Connection, key: IdempotencyKey, journal_id: str) -> None:
-        """Tie the key to the journal in the journal's own transaction: at most one per key
-        (SQLite; on PostgreSQL the journal's statement does it, pg_journal.py)."""
-        cursor = raw.execute(
-            _SQLITE_ANSWER_WITH_JOURNAL, (journal_id, key.scope, key.key, key.fingerprint)
-        )
-        if cursor.rowcount != 1:
-            raise IdempotencyConflict(IN_FLIGHT)
-
-    @staticmethod
     def _timestamp(moment: datetime) -> str:
         """A UtcDateTime as SQLAlchemy stores it on SQLite, for the raw sqlite3 hot path:
         naive UTC text with microseconds always, 'YYYY-MM-DD HH:MM:SS.ffffff' (the same text,
@@ -1434,6 +1423,17 @@ def _check_unanswered(raw: sqlite3.Connection, key: IdempotencyKey) -> None:
     answer; the UPDATE that answers it later in the job then changes exactly one row."""
     row = raw.execute(_SQLITE_KEY_UNANSWERED, (key.scope, key.key, key.fingerprint)).fetchone()
     if row is None:
+        raise IdempotencyConflict(IN_FLIGHT)
+
+
+def _answer_with_journal(raw: sqlite3.Connection, key: IdempotencyKey, journal_id: str) -> None:
+    """Tie the key to the journal in the journal's own transaction: at most one per key
+    (SQLite; on PostgreSQL the journal's statement does it, pg_journal.py). After
+    ``_check_unanswered`` in the same job it changes exactly one row."""
+    cursor = raw.execute(
+        _SQLITE_ANSWER_WITH_JOURNAL, (journal_id, key.scope, key.key, key.fingerprint)
+    )
+    if cursor.rowcount != 1:
         raise IdempotencyConflict(IN_FLIGHT)
 
 
