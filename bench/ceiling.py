@@ -7,15 +7,25 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from dompet.config import Settings
+from dompet.container import open_settings_store
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import payment_journal, topup_journal
 from dompet.domain.users import User
-from dompet.storage import open_store
+from dompet.storage.port import LedgerStore
+
+
+async def server_store(url: str) -> LedgerStore:
+    """The store of ``url`` opened as the server opens it (history items rendered as written,
+    in the display zone of this environment's settings)."""
+    return await open_settings_store(
+        Settings.model_validate({"env": "development", "database_url": url})
+    )
 
 
 async def store_ceiling(url: str, *, connections: int, duration: float) -> dict[str, Any]:
     """``connections`` concurrent callers, each posting payments for ``duration`` seconds."""
-    store = await open_store(url)
+    store = await server_store(url)
     try:
         now = datetime.now(UTC)
         users = []

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.ceiling import store_ceiling
+from bench.ceiling import server_store, store_ceiling
 from bench.server import Server
 from bench.wrk import WrkResult, get_lua, post_lua, run_wrk
 from dompet.domain.ids import new_id
@@ -384,8 +384,9 @@ async def settlement_lags(url: str, since: datetime) -> tuple[float, float, floa
 
 
 async def seed_history(url: str, user_id: str, entries: int) -> None:
-    """Give ``user_id`` ``entries`` more ledger entries (top-ups through the store)."""
-    store = await open_store(url)
+    """Give ``user_id`` ``entries`` more ledger entries (top-ups through the store, which
+    renders their history items as the server's would)."""
+    store = await server_store(url)
     try:
         account = wallet_account(user_id)
         have = len(await store.entries(account))

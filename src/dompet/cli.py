@@ -155,11 +155,9 @@ def reconcile() -> None:
 
 
 async def _reconcile(settings: Settings) -> InvariantReport:
-    from dompet.storage import open_store
+    from dompet.container import open_settings_store
 
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         return check(await store.snapshot())
     finally:
@@ -175,13 +173,11 @@ def purge_idempotency() -> None:
 
 
 async def _purge_idempotency(settings: Settings) -> int:
+    from dompet.container import open_settings_store
     from dompet.services.idempotency_purge import purge_expired_idempotency_keys
     from dompet.services.ports import utc_now
-    from dompet.storage import open_store
 
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         return await purge_expired_idempotency_keys(store, utc_now())
     finally:
@@ -224,13 +220,11 @@ def example_data_load(
 
 
 async def _load(settings: Settings, folder: Path, force: bool) -> InvariantReport:
+    from dompet.container import open_settings_store
     from dompet.dataio.folder import DatabaseNotEmpty, load, read_manifest
-    from dompet.storage import open_store
 
     total = read_manifest(folder).total
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         if not force and not await store.is_empty():
             raise DatabaseNotEmpty("the database is not empty (use --force to add to it)")
@@ -249,12 +243,10 @@ def example_data_dump(folder: FolderArg) -> None:
 
 
 async def _dump(settings: Settings, folder: Path) -> Manifest:
+    from dompet.container import open_settings_store
     from dompet.dataio.folder import dump
-    from dompet.storage import open_store
 
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         with _progress() as bar:
             task = bar.add_task("dumping", total=None)
@@ -302,15 +294,12 @@ def create_operator(
 
 
 async def _create_operator(settings: Settings, username: str, password: str) -> None:
-    from dompet.container import pin_hasher
+    from dompet.container import open_settings_store, pin_hasher
     from dompet.domain.errors import DomainError
     from dompet.services.monitoring import OperatorService
     from dompet.services.ports import utc_now
-    from dompet.storage import open_store
 
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         operator = await OperatorService(store, pin_hasher(settings), utc_now).create(
             username, password
@@ -324,11 +313,9 @@ async def _create_operator(settings: Settings, username: str, password: str) -> 
 
 
 async def _set_blocked(settings: Settings, account_id: str, blocked: bool) -> None:
-    from dompet.storage import open_store
+    from dompet.container import open_settings_store
 
-    store = await open_store(
-        settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-    )
+    store = await open_settings_store(settings)
     try:
         changed = await store.set_account_blocked(account_id, blocked)
     finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from dompet.api.presenters import history_layout
 from dompet.config import Settings
 from dompet.domain.transfers import RetryPolicy
 from dompet.security.pins import Argon2PinHasher
@@ -57,6 +58,16 @@ def pin_hasher(settings: Settings) -> Argon2PinHasher:
     )
 
 
+async def open_settings_store(settings: Settings) -> LedgerStore:
+    """The store of ``settings.database_url``, rendering history items in the display zone's
+    layout as it writes them; the caller closes it."""
+    return await open_store(
+        settings.database_url,
+        history_layout=history_layout(settings.tz),
+        mongodb_allow_standalone=settings.mongodb_allow_standalone,
+    )
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -77,9 +88,7 @@ class Container:
     async def build(
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
-        store = store or await open_store(
-            settings.database_url, mongodb_allow_standalone=settings.mongodb_allow_standalone
-        )
+        store = store or await open_settings_store(settings)
         pins = pin_hasher(settings)
         tokens = JwtTokens(
             settings.jwt_secret.get_secret_value(),

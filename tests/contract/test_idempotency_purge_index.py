@@ -43,5 +43,5 @@ async def test_migrations_index_expires_at(database_url: str, engine_name: str) 
     assert (await _sql_indexes(database_url))[INDEX] == ["expires_at"]
     await run_alembic(database_url, "downgrade", "0004")
     assert INDEX not in await _sql_indexes(database_url)
-    assert await migrate(database_url) == ["0005"]
+    assert (await migrate(database_url))[:1] == ["0005"]  # then any later revision
     assert (await _sql_indexes(database_url))[INDEX] == ["expires_at"]

@@ -9,14 +9,18 @@ MongoDB does not render (``render_entries`` is None) and is presented by the API
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from sqlalchemy import update
 
-from dompet.api.presenters import WalletPresenter, fixed_utc_offset
+from dompet.api.presenters import WalletPresenter, fixed_utc_offset, history_layout
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import (
     payment_journal,
@@ -29,7 +33,10 @@ from dompet.domain.ledger import (
 from dompet.domain.money import MAX_AMOUNT
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
+from dompet.storage import migrate, open_store
 from dompet.storage.port import ItemField, ItemLayout, LedgerStore
+from dompet.storage.sql.engine import create_engines
+from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user
 
 REMARKS = [
@@ -119,11 +126,31 @@ async def _assert_same(
     return rendered.last_sequence
 
 
+@asynccontextmanager
+async def _store_writing_in(database_url: str, zone: str | None) -> AsyncIterator[LedgerStore]:
+    """A store that renders items as it writes entries, in ``zone``'s layout (None: never)."""
+    layout = history_layout(ZoneInfo(zone)) if zone else None
+    store = await open_store(database_url, history_layout=layout, mongodb_allow_standalone=True)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])
 @pytest.mark.parametrize(
     "zone", ["Asia/Jakarta", "UTC", "Asia/Kolkata", "America/Panama", "Asia/Jayapura"]
 )
-async def test_rendered_items_equal_the_presenters(store: LedgerStore, zone: str) -> None:
-    presenter = WalletPresenter(ZoneInfo(zone))
+async def test_rendered_items_equal_the_presenters(
+    database_url: str, zone: str, written_in: str | None
+) -> None:
+    """Items rendered when read (no layout, or another zone's) and items rendered when
+    written (Asia/Jakarta read in Jakarta) are the presenter's."""
+    async with _store_writing_in(database_url, written_in) as store:
+        await _assert_pages_equal(store, WalletPresenter(ZoneInfo(zone)))
+
+
+async def _assert_pages_equal(store: LedgerStore, presenter: WalletPresenter) -> None:
     ledger = await _ledger(store)
     for user in (ledger.sender, ledger.target):
         await _assert_same(store, presenter, user)  # the full list
@@ -136,25 +163,70 @@ async def test_rendered_items_equal_the_presenters(store: LedgerStore, zone: str
     await _assert_same(store, presenter, stranger)  # no entries: []
 
 
+@pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])
 async def test_an_entry_dated_outside_the_display_range_is_not_rendered(
-    store: LedgerStore,
+    database_url: str, written_in: str | None
 ) -> None:
     """Jakarta was UTC+7:30 in 1963: the store declines and the presenter shows it."""
     presenter = WalletPresenter(ZoneInfo("Asia/Jakarta"))
     layout = presenter.item_layout
     assert layout is not None
-    user = await new_user(store)
-    old = datetime(1963, 6, 1, 12, tzinfo=UTC)
-    await store.post_journal(topup_journal(new_id(), user.id, 7, old))
-    await store.post_journal(topup_journal(new_id(), user.id, 5, datetime.now(UTC)))
-    account = wallet_account(user.id)
-    assert await store.render_entries(account, user.id, layout) is None
-    newest = await store.render_entries(account, user.id, layout, limit=1)
-    if store.engine_name != "mongodb":
-        assert newest is not None  # the page without the old entry
-        assert newest.size == 1
-    entries = await store.entries(account)
+    async with _store_writing_in(database_url, written_in) as store:
+        user = await new_user(store)
+        old = datetime(1963, 6, 1, 12, tzinfo=UTC)
+        await store.post_journal(topup_journal(new_id(), user.id, 7, old))
+        await store.post_journal(topup_journal(new_id(), user.id, 5, datetime.now(UTC)))
+        account = wallet_account(user.id)
+        assert await store.render_entries(account, user.id, layout) is None
+        newest = await store.render_entries(account, user.id, layout, limit=1)
+        if store.engine_name != "mongodb":
+            assert newest is not None  # the page without the old entry
+            assert newest.size == 1
+        entries = await store.entries(account)
     assert presenter.transactions(entries, user.id)[1]["created_date"] == "1963-06-01 19:30:00"
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"], indirect=True)
+async def test_a_page_reads_back_the_items_written_in_its_layout(database_url: str) -> None:
+    """The stored text is what a page in the same layout serves, and only such a page: an
+    item changed in the database shows in Jakarta, not in UTC (rendered again there).
+    (The SQL engines: MongoDB does not render items, the API presents its entries.)"""
+    jakarta = history_layout(ZoneInfo("Asia/Jakarta"))
+    utc = history_layout(ZoneInfo("UTC"))
+    assert jakarta is not None
+    assert utc is not None
+    async with _store_writing_in(database_url, "Asia/Jakarta") as store:
+        user = await new_user(store)
+        at = datetime(2026, 5, 1, 1, 2, 3, tzinfo=UTC)
+        await store.post_journal(topup_journal(new_id(), user.id, 10, at))
+        await store.post_journal(payment_journal(new_id(), user.id, 4, "kopi", at))
+    # the two wallet entries; not the system postings
+    assert await _tamper_with_items(database_url, '{"tampered":true}') == 2
+    async with _store_writing_in(database_url, None) as store:
+        account = wallet_account(user.id)
+        in_jakarta = await store.render_entries(account, user.id, jakarta)
+        in_utc = await store.render_entries(account, user.id, utc)
+    assert in_jakarta is not None
+    assert in_utc is not None
+    assert in_jakarta.body == b'[{"tampered":true},{"tampered":true}]'
+    items = orjson.loads(in_utc.body)
+    assert [item["created_date"] for item in items] == ["2026-05-01 01:02:03"] * 2
+    assert [item["amount"] for item in items] == [4, 10]
+
+
+async def _tamper_with_items(database_url: str, text: str) -> int:
+    """Overwrite every stored history item (only a test does this); how many there were."""
+    writer, reader = create_engines(database_url)
+    try:
+        async with writer.begin() as conn:
+            changed = await conn.execute(
+                update(postings).where(postings.c.item.is_not(None)).values(item=text)
+            )
+        return changed.rowcount
+    finally:
+        await writer.dispose()
+        if reader is not writer:
+            await reader.dispose()
 
 
 def test_only_zones_of_one_offset_are_rendered_by_the_store() -> None:
@@ -174,3 +246,25 @@ def test_item_keys_must_be_plain_names() -> None:
     for key in ('a"b', "a'b", "A", "", "a b"):
         with pytest.raises(ValueError, match="plain name"):
             ItemLayout((), ((ItemField.STATUS, key),), 0)
+
+
+async def test_imported_entries_get_their_items_as_written(
+    database_url: str, engine_name: str, tmp_path: Path
+) -> None:
+    """``import_records`` renders items as the journal writers do: a ledger built on a scratch
+    SQLite database, imported here by a store writing in Jakarta, pages as the presenter."""
+    scratch = f"sqlite:///{tmp_path / 'scratch.db'}"
+    await migrate(scratch)
+    async with _store_writing_in(scratch, None) as source:
+        ledger = await _ledger(source)
+        records = [record async for record in source.export_records()]
+    presenter = WalletPresenter(ZoneInfo("Asia/Jakarta"))
+    async with _store_writing_in(database_url, "Asia/Jakarta") as store:
+        await store.import_records(records)
+        for user in (ledger.sender, ledger.target):
+            await _assert_same(store, presenter, user)
+            await _assert_same(store, presenter, user, limit=3)
+    if engine_name != "mongodb":
+        stored = await _tamper_with_items(database_url, '{"tampered":true}')
+        top_ups, payments, credits = len(REMARKS) + 1, len(REMARKS) + 1, 2  # settle, refund
+        assert stored == top_ups + payments + credits  # every wallet entry but the 3 debits

@@ -39,17 +39,20 @@ _TEXT: dict[StrEnum, str] = {member: member.value for member in (*EntryStatus, *
 """An enum's plain text, looked up faster than ``.value``."""
 
 
+def history_layout(tz: ZoneInfo) -> ItemLayout | None:
+    """History items as a store may render them itself: only for a display zone of one offset
+    (Asia/Jakarta, UTC...); a zone with daylight saving time is presented by the API."""
+    offset = fixed_utc_offset(tz)
+    if offset is None:
+        return None
+    return ItemLayout(tuple(_ID_FIELD.items()), _ITEM_FIELDS, utc_offset_seconds=offset)
+
+
 class WalletPresenter:
     def __init__(self, tz: ZoneInfo) -> None:
         self._tz = tz
-        offset = fixed_utc_offset(tz)
-        self.item_layout = (
-            None
-            if offset is None
-            else ItemLayout(tuple(_ID_FIELD.items()), _ITEM_FIELDS, utc_offset_seconds=offset)
-        )
-        """History items as a store may render them itself: only for a display zone of one
-        offset (Asia/Jakarta, UTC...); a zone with daylight saving time is presented here."""
+        self.item_layout = history_layout(tz)
+        """History items as a store may render them itself (``history_layout``)."""
 
     def when(self, moment: datetime) -> str:
         """``moment`` in the display time zone as ``DISPLAY_FORMAT``; cheaper than strftime."""

@@ -35,8 +35,12 @@ class SystemAccount(StrEnum):
     """Cash in and out of savings accounts."""
 
 
+WALLET_PREFIX = "wallet:"
+"""Every wallet account's id starts with it (then its user's id)."""
+
+
 def wallet_account(user_id: str) -> str:
-    return f"wallet:{user_id}"
+    return f"{WALLET_PREFIX}{user_id}"
 
 
 def savings_account(no_rekening: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dompet.storage.port import LedgerStore
+from dompet.storage.port import ItemLayout, LedgerStore
 
 
 def engine_of(database_url: str) -> str:
@@ -18,9 +18,16 @@ def engine_of(database_url: str) -> str:
     raise ValueError(f"unsupported DATABASE_URL scheme: {scheme!r}")
 
 
-async def open_store(database_url: str, *, mongodb_allow_standalone: bool = False) -> LedgerStore:
+async def open_store(
+    database_url: str,
+    *,
+    history_layout: ItemLayout | None = None,
+    mongodb_allow_standalone: bool = False,
+) -> LedgerStore:
     """Connect to the database named by ``database_url``; the caller closes the store.
 
+    ``history_layout``: the SQL stores render each new wallet entry's history item in it as
+    they write the entry (``history_items.py``); pages in that layout then read it back.
     ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
     (the nx-27017 test server); without it such a server is refused at start-up.
     """
@@ -31,7 +38,7 @@ async def open_store(database_url: str, *, mongodb_allow_standalone: bool = Fals
         return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
     from dompet.storage.sql.store import SqlStore
 
-    return await SqlStore.open(database_url)
+    return await SqlStore.open(database_url, history_layout)
 
 
 async def migrate(database_url: str, *, mongodb_allow_standalone: bool = False) -> list[str]:

@@ -10,6 +10,7 @@ The statement, for a journal whose customer postings are ``m1 .. mN``::
          j  AS (INSERT INTO journals .. SELECT .. WHERE EXISTS (SELECT 1 FROM mN) RETURNING id),
          p  AS (INSERT INTO postings .. SELECT .. FROM j, (VALUES ..)  RETURNING id, account_id)
                                               -- with the journal's kind, reference, remarks
+                                              -- and each wallet entry's history item
     SELECT (SELECT balance FROM m1) AS b1, (SELECT id FROM p WHERE account_id = ..) AS s1, ..
 
 Everything after the guards reads the guards' rows, so a refused guard inserts nothing and the
@@ -54,6 +55,9 @@ class Shape:
     """None, OPEN or CLOSE."""
     idempotent: bool
     """Tie an idempotency key to the journal."""
+    items: tuple[str, int] | None = None
+    """Render each posting's history item as it is written: the item's SQL
+    (``rendered_history.postgresql_written_item``) and its layout's fingerprint."""
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -70,13 +74,19 @@ def split(journal: Journal) -> tuple[list[Posting], list[Posting]]:
     return customers, systems
 
 
-def shape_of(journal: Journal, option: str | None, idempotent: bool) -> Shape:
+def shape_of(
+    journal: Journal,
+    option: str | None,
+    idempotent: bool,
+    items: tuple[str, int] | None = None,
+) -> Shape:
     customers, systems = split(journal)
     return Shape(
         customers=tuple((p.amount < 0, p.require_active) for p in customers),
         systems=len(systems),
         option=option,
         idempotent=idempotent,
+        items=items,
     )
 
 
@@ -173,13 +183,19 @@ def statement(shape: Shape) -> str:
         f"({account}, {amount}, (SELECT balance FROM m{i}))"
         for i, (account, amount) in enumerate(legs[: len(shape.customers)], start=1)
     ] + [f"({account}, {amount}, NULL::bigint)" for account, amount in legs[len(shape.customers) :]]
+    item, item_layout, rendering = "NULL", "NULL", ""
+    if shape.items is not None:
+        item_sql, layout_print = shape.items
+        item, item_layout = "r.item", f"CASE WHEN r.item IS NOT NULL THEN {layout_print:d} END"
+        rendering = f" CROSS JOIN LATERAL (SELECT {item_sql} AS item) AS r"
     ctes.append(
         "p AS (INSERT INTO postings"
         " (journal_id, account_id, amount, balance_before, balance_after, created_at, kind,"
-        " reference, remarks) SELECT j.id, v.account_id, v.amount, v.after - v.amount, v.after,"
-        " $5::timestamp, $2::text, $3::text, $4::text"
+        " reference, remarks, item, item_layout)"
+        " SELECT j.id, v.account_id, v.amount, v.after - v.amount, v.after,"
+        f" $5::timestamp, $2::text, $3::text, $4::text, {item}, {item_layout}"
         f" FROM j CROSS JOIN (VALUES {', '.join(rows)}) AS v (account_id, amount, after)"
-        " RETURNING id, account_id)"
+        f"{rendering} RETURNING id, account_id)"
     )
     if shape.option == OPEN:
         t_id, sender, target, t_amount, t_remarks, t_status, t_at = transfer_params

@@ -16,12 +16,13 @@ the store then declines the page (the presenter's path handles any date).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, and_, bindparam, case, cast, func, literal_column, select
+from sqlalchemy import BigInteger, Text, and_, bindparam, case, cast, func, literal_column, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from dompet.domain.ledger import EntryStatus, EntryType, JournalKind
+from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
 from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.storage.sql.tables import Money, postings, transfers
 
@@ -43,17 +44,50 @@ def entry_status() -> ColumnElement[Any]:
     )
 
 
+class Sources(NamedTuple):
+    """The SQL values an item is built from."""
+
+    kind: ColumnElement[Any]
+    reference: ColumnElement[Any]
+    status: ColumnElement[Any]
+    user_id: ColumnElement[Any]
+    amount: ColumnElement[Any]
+    remarks: ColumnElement[Any]
+    balance_before: ColumnElement[Any]
+    balance_after: ColumnElement[Any]
+    created_at: ColumnElement[Any]
+
+
+def _read_sources() -> Sources:
+    """A page's: the posting's columns, its transfer's status, the reader's :user_id."""
+    return Sources(
+        kind=postings.c.kind,
+        reference=postings.c.reference,
+        status=entry_status(),
+        user_id=cast(bindparam("user_id"), Text),
+        amount=postings.c.amount,
+        remarks=postings.c.remarks,
+        balance_before=postings.c.balance_before,
+        balance_after=postings.c.balance_after,
+        created_at=postings.c.created_at,
+    )
+
+
 @functools.cache
 def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: bool) -> Any:
     """``(sequence, item)`` rows of an account, newest first (bound :account_id, :user_id,
-    :before, :limit); built once per layout, engine and shape."""
-    item = _sqlite_item(layout) if engine_name == "sqlite" else _postgresql_item(layout)
-    dated = and_(
-        postings.c.created_at >= _timestamp(engine_name, 0),
-        postings.c.created_at < _timestamp(engine_name, 1),
-    )
+    :item_layout, :before, :limit); built once per layout, engine and shape.
+
+    An entry whose item was rendered when written in this layout (:item_layout, its
+    fingerprint) is read back as it is; any other is rendered here."""
+    sources = _read_sources()
+    stored = postings.c.item_layout == bindparam("item_layout", type_=BigInteger)
+    live = _item(layout, engine_name, sources)
     query = (
-        select(postings.c.id, case((dated, item)).label("item"))
+        select(
+            postings.c.id,
+            case((stored, postings.c.item), (_dated(engine_name, sources), live)).label("item"),
+        )
         .select_from(entries_from())
         .where(postings.c.account_id == bindparam("account_id"))
     )
@@ -65,9 +99,53 @@ def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: b
     return query
 
 
-def _values(layout: ItemLayout, engine_name: str) -> list[tuple[str, ColumnElement[Any]]]:
+@functools.cache
+def postgresql_written_item(layout: ItemLayout, dialect: Dialect) -> str:
+    """PostgreSQL: the SQL of a new posting's item in ``pg_journal``'s statement, or NULL where
+    it is rendered when read (history_items.py says which). It reads the row being inserted
+    (``v.account_id``, ``v.amount``, ``v.after``) and the journal's parameters ($2 kind,
+    $3 reference, $4 remarks, $5 created_at). Compiled for ``dialect`` with its constants
+    inline."""
+    account = literal_column("v.account_id", Text)
+    amount = literal_column("v.amount", Money)
+    after = literal_column("v.after", Money)
+    kind = literal_column("$2::text", Text)
+    sources = Sources(
+        kind=kind,
+        reference=literal_column("$3::text", Text),
+        status=_text(EntryStatus.SUCCESS.value),
+        user_id=func.substr(account, len(WALLET_PREFIX) + 1),
+        amount=amount,
+        remarks=literal_column("$4::text", Text),
+        balance_before=after - amount,
+        balance_after=after,
+        created_at=literal_column("$5::timestamp"),
+    )
+    renders = and_(
+        after.is_not(None),
+        func.left(account, len(WALLET_PREFIX)) == _text(WALLET_PREFIX),
+        kind != _text(JournalKind.TRANSFER_OUT.value),
+        _dated("postgresql", sources),
+    )
+    expression = case((renders, _item(layout, "postgresql", sources)))
+    sql = str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    assert "%" not in sql  # the compiler doubles a percent sign for its paramstyle
+    return sql
+
+
+def _dated(engine_name: str, sources: Sources) -> ColumnElement[bool]:
+    """Whether the entry is dated inside DISPLAY_RANGE (else the store renders no item)."""
+    return and_(
+        sources.created_at >= _timestamp(engine_name, 0),
+        sources.created_at < _timestamp(engine_name, 1),
+    )
+
+
+def _values(
+    layout: ItemLayout, engine_name: str, sources: Sources
+) -> list[tuple[str, ColumnElement[Any]]]:
     """Each key after the reference, with its SQL value (before any JSON quoting)."""
-    created_at = postings.c.created_at
+    created_at = sources.created_at
     offset = layout.utc_offset_seconds
     display: ColumnElement[Any]
     if engine_name == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; cut, then shift
@@ -75,45 +153,51 @@ def _values(layout: ItemLayout, engine_name: str) -> list[tuple[str, ColumnEleme
     else:
         shifted = created_at + literal_column(f"INTERVAL '{offset} seconds'")
         display = func.to_char(shifted, _text("YYYY-MM-DD HH24:MI:SS"))
-    amount = postings.c.amount
-    sources: dict[ItemField, ColumnElement[Any]] = {
-        ItemField.STATUS: entry_status(),
-        ItemField.USER_ID: cast(bindparam("user_id"), Text),
+    amount = sources.amount
+    values: dict[ItemField, ColumnElement[Any]] = {
+        ItemField.STATUS: sources.status,
+        ItemField.USER_ID: sources.user_id,
         ItemField.ENTRY_TYPE: case(
             (amount > 0, _text(EntryType.CREDIT.value)), else_=_text(EntryType.DEBIT.value)
         ),
         ItemField.AMOUNT: func.abs(amount),
-        ItemField.REMARKS: postings.c.remarks,
-        ItemField.BALANCE_BEFORE: postings.c.balance_before,
-        ItemField.BALANCE_AFTER: postings.c.balance_after,
+        ItemField.REMARKS: sources.remarks,
+        ItemField.BALANCE_BEFORE: sources.balance_before,
+        ItemField.BALANCE_AFTER: sources.balance_after,
         ItemField.DISPLAY_TIME: display,
     }
-    return [(key, sources[field]) for field, key in layout.fields]
+    return [(key, values[field]) for field, key in layout.fields]
 
 
 _NUMBERS = {ItemField.AMOUNT, ItemField.BALANCE_BEFORE, ItemField.BALANCE_AFTER}
 
 
-def _reference_key(layout: ItemLayout) -> ColumnElement[Any]:
-    return case({kind.value: _text(key) for kind, key in layout.references}, value=postings.c.kind)
+def _reference_key(layout: ItemLayout, sources: Sources) -> ColumnElement[Any]:
+    return case({kind.value: _text(key) for kind, key in layout.references}, value=sources.kind)
 
 
-def _sqlite_item(layout: ItemLayout) -> ColumnElement[Any]:
-    arguments: list[ColumnElement[Any]] = [_reference_key(layout), postings.c.reference]
-    for key, value in _values(layout, "sqlite"):
+def _item(layout: ItemLayout, engine_name: str, sources: Sources) -> ColumnElement[Any]:
+    if engine_name == "sqlite":
+        return _sqlite_item(layout, sources)
+    return _postgresql_item(layout, sources)
+
+
+def _sqlite_item(layout: ItemLayout, sources: Sources) -> ColumnElement[Any]:
+    arguments: list[ColumnElement[Any]] = [_reference_key(layout, sources), sources.reference]
+    for key, value in _values(layout, "sqlite", sources):
         arguments += [_text(key), value]
     return func.json_object(*arguments)
 
 
-def _postgresql_item(layout: ItemLayout) -> ColumnElement[Any]:
+def _postgresql_item(layout: ItemLayout, sources: Sources) -> ColumnElement[Any]:
     numbers = {key for field, key in layout.fields if field in _NUMBERS}
     parts: list[ColumnElement[Any]] = [
         _text('{"'),
-        _reference_key(layout),
+        _reference_key(layout, sources),
         _text('":'),
-        _quoted(postings.c.reference),
+        _quoted(sources.reference),
     ]
-    for key, value in _values(layout, "postgresql"):
+    for key, value in _values(layout, "postgresql", sources):
         json_value = (
             func.coalesce(cast(value, Text), _text("null")) if key in numbers else _quoted(value)
         )

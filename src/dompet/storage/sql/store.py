@@ -77,6 +77,7 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import ItemLayout, RenderedItems
 from dompet.storage.sql import pg_journal
 from dompet.storage.sql.engine import (
@@ -88,7 +89,12 @@ from dompet.storage.sql.engine import (
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.priority import PriorityGate
-from dompet.storage.sql.rendered_history import entries_from, entry_status, rendered_page
+from dompet.storage.sql.rendered_history import (
+    entries_from,
+    entry_status,
+    postgresql_written_item,
+    rendered_page,
+)
 from dompet.storage.sql.tables import (
     Money,
     UtcDateTime,
@@ -112,7 +118,13 @@ KEY_REUSED = "This Idempotency-Key was already used with a different request."
 class SqlStore:
     """One store over SQLite or PostgreSQL. Every public method is one transaction."""
 
-    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, engine_name: str) -> None:
+    def __init__(
+        self,
+        writer: AsyncEngine,
+        reader: AsyncEngine,
+        engine_name: str,
+        history_layout: ItemLayout | None = None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self.engine_name = engine_name
@@ -126,11 +138,19 @@ class SqlStore:
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
         # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
         self._hot_reader: sqlite3.Connection | None = None
+        # wallet entries' history items, rendered as they are written (history_items.py)
+        self._items = ItemRenderer(history_layout) if history_layout is not None else None
+        self._pg_items = (
+            (postgresql_written_item(history_layout, writer.dialect), self._items.fingerprint)
+            if self._items is not None and engine_name == "postgresql"
+            else None
+        )
 
     @classmethod
-    async def open(cls, database_url: str) -> SqlStore:
+    async def open(cls, database_url: str, history_layout: ItemLayout | None = None) -> SqlStore:
         writer, reader = create_engines(database_url)
-        return cls(writer, reader, "sqlite" if is_sqlite(database_url) else "postgresql")
+        engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
+        return cls(writer, reader, engine_name, history_layout)
 
     async def close(self) -> None:
         if self._hot_reader is not None:
@@ -589,7 +609,9 @@ class SqlStore:
         page = self._driver_select(
             rendered_page, layout, self.engine_name, before is not None, limit is not None
         )
-        params = _page_params(account_id, limit, before, user_id=user_id)
+        params = _page_params(
+            account_id, limit, before, user_id=user_id, item_layout=layout_fingerprint(layout)
+        )
         rows = await self._driver_rows(page, params)
         items = [row[1] for row in rows]
         if None in items:  # an entry dated outside DISPLAY_RANGE
@@ -988,9 +1010,8 @@ class SqlStore:
             system_rows: list[tuple[Any, ...]] = []
             for posting in journal.postings:
                 if not is_customer_account(posting.account_id):
-                    system_rows.append(
-                        (journal.id, posting.account_id, posting.amount, None, None, at, *copied)
-                    )
+                    no_balance = (journal.id, posting.account_id, posting.amount, None, None, at)
+                    system_rows.append((*no_balance, *copied, None, None))  # no history item
                     continue
                 sql = _SQLITE_MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
                 params: tuple[Any, ...] = (posting.amount, posting.account_id)
@@ -1004,10 +1025,18 @@ class SqlStore:
             entries: list[Entry] = []
             for posting, after in moved:
                 before = after - posting.amount
-                sequence = raw.execute(
-                    _SQLITE_INSERT_POSTING,
-                    (journal.id, posting.account_id, posting.amount, before, after, at, *copied),
-                ).lastrowid
+                item = self._item(
+                    journal.kind,
+                    journal.reference,
+                    journal.remarks,
+                    posting.account_id,
+                    posting.amount,
+                    before,
+                    after,
+                    journal.created_at,
+                )
+                row = (journal.id, posting.account_id, posting.amount, before, after, at)
+                sequence = raw.execute(_SQLITE_INSERT_POSTING, (*row, *copied, *item)).lastrowid
                 assert sequence is not None
                 entries.append(
                     _new_entry(journal, sequence, posting.account_id, posting.amount, before)
@@ -1017,6 +1046,26 @@ class SqlStore:
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(_SQLITE_INSERT_JOURNAL, None, exc) from exc
         return entries
+
+    def _item(
+        self,
+        kind: JournalKind,
+        reference: str,
+        remarks: str,
+        account_id: str,
+        amount: int,
+        before: int | None,
+        after: int | None,
+        created_at: datetime,
+    ) -> tuple[str, int] | tuple[None, None]:
+        """A posting's ``(item, item_layout)``: its history item and the layout's fingerprint
+        when the store renders it as it is written (``history_items.ItemRenderer``)."""
+        if self._items is None or before is None or after is None:
+            return None, None
+        item = self._items.render(
+            kind, reference, account_id, amount, remarks, before, after, created_at
+        )
+        return (item, self._items.fingerprint) if item is not None else (None, None)
 
     async def _pg_journal(
         self,
@@ -1034,7 +1083,7 @@ class SqlStore:
         itself, one round trip); otherwise in a transaction that a refusal rolls back.
         """
         option = pg_journal.OPEN if transfer else pg_journal.CLOSE if close else None
-        shape = pg_journal.shape_of(journal, option, idem is not None)
+        shape = pg_journal.shape_of(journal, option, idem is not None, self._pg_items)
         args = pg_journal.parameters(journal, transfer=transfer, close=close, idem=idem)
         if len(shape.customers) > 1:
             async with self._write() as conn:
@@ -1287,9 +1336,19 @@ class SqlStore:
                     created_at=record.created_at,
                 )
             )
-            await conn.execute(
-                insert(postings),
-                [
+            rows = []
+            for leg in record.postings:
+                item, item_layout = self._item(
+                    record.kind,
+                    record.reference,
+                    record.remarks,
+                    leg.account_id,
+                    leg.amount,
+                    leg.balance_before,
+                    leg.balance_after,
+                    leg.created_at,
+                )
+                rows.append(
                     {
                         "id": leg.sequence,
                         "journal_id": record.id,
@@ -1301,10 +1360,11 @@ class SqlStore:
                         "kind": record.kind.value,
                         "reference": record.reference,
                         "remarks": record.remarks,
+                        "item": item,
+                        "item_layout": item_layout,
                     }
-                    for leg in record.postings
-                ],
-            )
+                )
+            await conn.execute(insert(postings), rows)
         else:
             await conn.execute(
                 insert(transfers).values(
@@ -1380,7 +1440,8 @@ _SQLITE_INSERT_JOURNAL = (
 )
 _SQLITE_INSERT_POSTING = (
     "INSERT INTO postings (journal_id, account_id, amount, balance_before, balance_after, "
-    "created_at, kind, reference, remarks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "created_at, kind, reference, remarks, item, item_layout) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )  # postings.id is the rowid (INTEGER PRIMARY KEY): the cursor's lastrowid is the sequence
 _SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING
 _SQLITE_INSERT_TRANSFER = (

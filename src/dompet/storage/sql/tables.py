@@ -99,6 +99,10 @@ postings = Table(
     Column("kind", String(32), nullable=False),
     Column("reference", Id, nullable=False),
     Column("remarks", String(500), nullable=False),
+    # a wallet entry's history item, rendered once when written, and its layout's fingerprint
+    # (migration 0006; dompet/storage/history_items.py): NULL where it is rendered when read
+    Column("item", Text, nullable=True),
+    Column("item_layout", BigInteger, nullable=True),
     Index("ix_postings_account_id_id", "account_id", "id"),
     Index("ix_postings_journal_id", "journal_id"),
 )
