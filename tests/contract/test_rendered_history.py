@@ -137,16 +137,18 @@ async def _store_writing_in(database_url: str, zone: str | None) -> AsyncIterato
         await store.close()
 
 
-@pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])
+@pytest.mark.parametrize("written_in", ["nothing", "the same zone", "Asia/Jakarta"])
 @pytest.mark.parametrize(
     "zone", ["Asia/Jakarta", "UTC", "Asia/Kolkata", "America/Panama", "Asia/Jayapura"]
 )
 async def test_rendered_items_equal_the_presenters(
-    database_url: str, zone: str, written_in: str | None
+    database_url: str, zone: str, written_in: str
 ) -> None:
-    """Items rendered when read (no layout, or another zone's) and items rendered when
-    written (Asia/Jakarta read in Jakarta) are the presenter's."""
-    async with _store_writing_in(database_url, written_in) as store:
+    """Items rendered when read (written in no layout, or in Jakarta's and read in another
+    zone) and items rendered when written (in the zone they are read in) are the
+    presenter's."""
+    writing = {"nothing": None, "the same zone": zone}.get(written_in, written_in)
+    async with _store_writing_in(database_url, writing) as store:
         await _assert_pages_equal(store, WalletPresenter(ZoneInfo(zone)))
 
 

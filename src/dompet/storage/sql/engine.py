@@ -235,7 +235,14 @@ def open_sqlite_reader(database_url: str | URL) -> sqlite3.Connection:
     )
     connection.execute("PRAGMA busy_timeout=30000")
     connection.execute("PRAGMA query_only=ON")
+    # 16 MiB of page cache instead of 2: history pages cycling through a 10,000-entry account
+    # took 37 us each with the default, 30 us with all its pages cached (docs/read-path.md)
+    connection.execute(f"PRAGMA cache_size=-{HOT_READER_CACHE_KIB}")
     return connection
+
+
+HOT_READER_CACHE_KIB = 16 * 1024
+"""The hot reader's page cache (SQLite's default is 2,000 KiB); filled only as pages are read."""
 
 
 SQLITE_READERS = 8
