@@ -82,6 +82,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             },
             {"name": "Operations", "description": "Health and metrics"},
         ],
+        # Dompet observes itself with Prometheus metrics and its own logs (observability/);
+        # FastAPI's OpenTelemetry bridge would otherwise look up three global providers on
+        # every request to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
