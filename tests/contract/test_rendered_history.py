@@ -22,6 +22,7 @@ from sqlalchemy import update
 
 from dompet.api.presenters import WalletPresenter, fixed_utc_offset, history_layout
 from dompet.domain.ids import new_id
+from dompet.domain.invariants import check
 from dompet.domain.ledger import (
     payment_journal,
     refund_journal,
@@ -163,6 +164,7 @@ async def _assert_pages_equal(store: LedgerStore, presenter: WalletPresenter) ->
     await _assert_same(store, presenter, ledger.sender, limit=5, before=1)  # nothing older
     stranger = await new_user(store, "Stranger")
     await _assert_same(store, presenter, stranger)  # no entries: []
+    assert check(await store.snapshot()).ok  # stored items are what their entries render to
 
 
 @pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])
@@ -202,12 +204,21 @@ async def test_a_page_reads_back_the_items_written_in_its_layout(database_url: s
         at = datetime(2026, 5, 1, 1, 2, 3, tzinfo=UTC)
         await store.post_journal(topup_journal(new_id(), user.id, 10, at))
         await store.post_journal(payment_journal(new_id(), user.id, 4, "kopi", at))
+        assert check(await store.snapshot()).ok
     # the two wallet entries; not the system postings
     assert await _tamper_with_items(database_url, '{"tampered":true}') == 2
     async with _store_writing_in(database_url, None) as store:
         account = wallet_account(user.id)
         in_jakarta = await store.render_entries(account, user.id, jakarta)
         in_utc = await store.render_entries(account, user.id, utc)
+        assert check(await store.snapshot()).ok  # checks only the items of its own layout
+    async with _store_writing_in(database_url, "Asia/Jakarta") as store:  # dompet reconcile
+        sequences = [entry.sequence for entry in await store.entries(account)]
+        report = check(await store.snapshot())
+    assert report.violations == [
+        f"entry {sequence}: its stored history item differs from the entry"
+        for sequence in sorted(sequences)
+    ]
     assert in_jakarta is not None
     assert in_utc is not None
     assert in_jakarta.body == b'[{"tampered":true},{"tampered":true}]'

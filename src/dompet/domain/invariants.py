@@ -25,6 +25,9 @@ class LedgerSnapshot:
     miscopied_entries: list[str] = field(default_factory=list)
     """Ids of entries whose kind, reference or remarks differ from their journal's (a store
     that keeps copies of them on each entry; one that stores them once reports none)."""
+    misrendered_entries: list[str] = field(default_factory=list)
+    """Ids of entries whose history item, stored when written, differs from the item the entry
+    renders to now (a store that keeps rendered items checks those of its own layout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,10 @@ def check(snapshot: LedgerSnapshot) -> InvariantReport:
     violations += [
         f"entry {e}: kind, reference or remarks differ from its journal's"
         for e in snapshot.miscopied_entries
+    ]
+    violations += [
+        f"entry {e}: its stored history item differs from the entry"
+        for e in snapshot.misrendered_entries
     ]
     return InvariantReport(
         violations=violations,

@@ -18,11 +18,23 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Text, and_, bindparam, case, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
+from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.storage.sql.tables import Money, postings, transfers
 
@@ -97,6 +109,25 @@ def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: b
     if limited:
         query = query.limit(bindparam("limit", type_=Money))
     return query
+
+
+@functools.cache
+def misrendered_postings(layout: ItemLayout, engine_name: str) -> Any:
+    """The ids of the postings whose item, stored in ``layout``, is not the one the posting
+    renders to now (``dompet reconcile``): the read path's own expression on every row."""
+    sources = _read_sources()._replace(
+        user_id=func.substr(postings.c.account_id, len(WALLET_PREFIX) + 1)
+    )
+    now = case((_dated(engine_name, sources), _item(layout, engine_name, sources)))
+    return (
+        select(postings.c.id)
+        .select_from(entries_from())
+        .where(
+            postings.c.item_layout == literal(layout_fingerprint(layout), BigInteger),
+            postings.c.item.is_distinct_from(now),
+        )
+        .order_by(postings.c.id)
+    )
 
 
 @functools.cache

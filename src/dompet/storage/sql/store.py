@@ -92,6 +92,7 @@ from dompet.storage.sql.priority import PriorityGate
 from dompet.storage.sql.rendered_history import (
     entries_from,
     entry_status,
+    misrendered_postings,
     postgresql_written_item,
     rendered_page,
 )
@@ -740,6 +741,10 @@ class SqlStore:
                     .scalars()
                     .all()
                 )
+                misrendered: Sequence[int] = []
+                if self._items is not None:
+                    query = misrendered_postings(self._items.layout, self.engine_name)
+                    misrendered = (await conn.execute(query)).scalars().all()
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -749,6 +754,7 @@ class SqlStore:
             unbalanced_journals=list(unbalanced),
             misjournaled_transfers=misjournaled,
             miscopied_entries=[str(e) for e in miscopied],
+            misrendered_entries=[str(e) for e in misrendered],
         )
 
     # -- idempotency keys --------------------------------------------------------------------
