@@ -3,7 +3,11 @@
 A history page costs the API little besides these items: fetched as ten Python values per entry,
 turned into an ``Entry``, presented as a dict and serialised, fifty entries took about 160 us of
 CPU. Built by the database as one JSON text per entry, the same page takes about 90 us on SQLite
-(``docs/read-path.md``). One statement per page; its rows are ``(sequence, item)``.
+(``docs/read-path.md``). One statement per page; its rows are ``(sequence, item)``. Most items
+are stored with their posting when it is written (``history_items.py``): a page reads those
+back and builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored
+ones with the same expression (``postgresql_written_item``), and ``dompet reconcile`` compares
+them with it (``misrendered_postings``).
 
 The item is the same JSON text ``WalletPresenter.transactions`` and orjson give, byte for byte
 (``tests/contract/test_rendered_history.py``): SQLite builds it with ``json_object``;
