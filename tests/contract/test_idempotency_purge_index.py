@@ -8,25 +8,18 @@ from pymongo import AsyncMongoClient
 from sqlalchemy import Connection, inspect
 
 from dompet.storage import migrate
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.migrate import run_alembic
+from tests.support.sql import sql_connection
 
 INDEX = "ix_idempotency_keys_expires_at"
 
 
 async def _sql_indexes(url: str) -> dict[str, list[str]]:
-    writer, reader = create_engines(url)
-
     def read(connection: Connection) -> list[Any]:
         return list(inspect(connection).get_indexes("idempotency_keys"))
 
-    try:
-        async with writer.connect() as conn:
-            found = await conn.run_sync(read)
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
+    async with sql_connection(url) as conn:
+        found = await conn.run_sync(read)
     return {i["name"]: list(i["column_names"]) for i in found}
 
 

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from dompet.storage import migrate
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.migrate import run_alembic
 from tests.reliability.test_reconcile import busy_ledger, reconcile, run_sql
+from tests.support.sql import sql_connection
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,14 +28,8 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 async def _query(url: str, sql: str) -> list[Any]:
-    writer, reader = create_engines(url)
-    try:
-        async with writer.connect() as conn:
-            return list((await conn.execute(text(sql))).all())
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
+    async with sql_connection(url) as conn:
+        return list((await conn.execute(text(sql))).all())
 
 
 JOURNALS = [  # id, kind, reference, remarks
@@ -127,15 +121,9 @@ async def test_0004_downgrade_drops_the_copies_and_keeps_the_rows(raw_database_u
     await migrate(url)
 
     await run_alembic(url, "downgrade", "0003")
-    writer, reader = create_engines(url)
-    try:
-        async with writer.connect() as conn:
-            result = await conn.execute(text("SELECT * FROM postings ORDER BY id"))
-            names, rows = list(result.keys()), result.all()
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
+    async with sql_connection(url) as conn:
+        result = await conn.execute(text("SELECT * FROM postings ORDER BY id"))
+        names, rows = list(result.keys()), result.all()
     assert not {"kind", "reference", "remarks"} & set(names)
     assert [(r.journal_id, r.account_id, int(r.amount)) for r in rows] == [p[:3] for p in POSTINGS]
 

@@ -36,9 +36,9 @@ from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage import migrate, open_store
 from dompet.storage.port import ItemField, ItemLayout, LedgerStore
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user
+from tests.support.sql import sql_connection
 
 REMARKS = [
     'quote " and backslash \\ and slash /',
@@ -229,17 +229,11 @@ async def test_a_page_reads_back_the_items_written_in_its_layout(database_url: s
 
 async def _tamper_with_items(database_url: str, text: str) -> int:
     """Overwrite every stored history item (only a test does this); how many there were."""
-    writer, reader = create_engines(database_url)
-    try:
-        async with writer.begin() as conn:
-            changed = await conn.execute(
-                update(postings).where(postings.c.item.is_not(None)).values(item=text)
-            )
-        return changed.rowcount
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
+    async with sql_connection(database_url, begin=True) as conn:
+        changed = await conn.execute(
+            update(postings).where(postings.c.item.is_not(None)).values(item=text)
+        )
+    return changed.rowcount
 
 
 def test_only_zones_of_one_offset_are_rendered_by_the_store() -> None:

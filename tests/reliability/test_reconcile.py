@@ -27,9 +27,9 @@ from dompet.domain.ledger import (
 )
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage import engine_of, open_store
-from dompet.storage.sql.engine import create_engines
 from tests.contract.helpers import new_user, now
 from tests.reliability.live import reconcile_exit_code
+from tests.support.sql import sql_connection
 
 
 async def busy_ledger(database_url: str) -> dict[str, str]:
@@ -76,13 +76,9 @@ async def busy_ledger(database_url: str) -> dict[str, str]:
 
 
 async def run_sql(database_url: str, *statements: str, **params: str) -> None:
-    writer, _reader = create_engines(database_url)
-    try:
-        async with writer.begin() as conn:
-            for statement in statements:
-                await conn.execute(text(statement), params)
-    finally:
-        await writer.dispose()
+    async with sql_connection(database_url, begin=True) as conn:
+        for statement in statements:
+            await conn.execute(text(statement), params)
 
 
 async def reconcile(database_url: str) -> tuple[int, str]:

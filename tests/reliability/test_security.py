@@ -18,11 +18,11 @@ from sqlalchemy import select
 from dompet.domain.ids import new_id
 from dompet.storage import engine_of
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.tables import users
 from tests.api.wallet_client import Wallet, fresh_phone, register
 from tests.conftest import fast_settings
 from tests.reliability.helpers import App, AppContext, SettableClock
+from tests.support.sql import sql_connection
 
 
 def secret_of(app: App) -> str:
@@ -270,14 +270,10 @@ async def stored_pin_hash(database_url: str, phone: str) -> str:
             await client.close()
         assert doc is not None
         return str(doc["pin_hash"])
-    writer, _reader = create_engines(database_url)
-    try:
-        async with writer.connect() as conn:
-            (stored,) = (
-                await conn.execute(select(users.c.pin_hash).where(users.c.phone_number == phone))
-            ).one()
-    finally:
-        await writer.dispose()
+    async with sql_connection(database_url) as conn:
+        (stored,) = (
+            await conn.execute(select(users.c.pin_hash).where(users.c.phone_number == phone))
+        ).one()
     return str(stored)
 
 

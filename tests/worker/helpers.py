@@ -21,9 +21,9 @@ from dompet.domain.invariants import check
 from dompet.domain.ledger import JournalKind, transfer_out_journal, wallet_account
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.tables import journals, postings, transfers
 from tests.contract.helpers import new_user, now, pending_transfer, top_up
+from tests.support.sql import sql_connection
 
 AMOUNT = 1_000
 
@@ -58,43 +58,35 @@ async def make_burst(
 
 async def claimed_by(database_url: str, worker_id: str) -> int:
     """How many PENDING transfers the worker holds a claim on."""
-    writer, _ = create_engines(database_url)
-    try:
-        async with writer.connect() as conn:
-            held: int = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(transfers)
-                    .where(
-                        transfers.c.claimed_by == worker_id,
-                        transfers.c.status == TransferStatus.PENDING,
-                    )
+    async with sql_connection(database_url) as conn:
+        held: int = (
+            await conn.execute(
+                select(func.count())
+                .select_from(transfers)
+                .where(
+                    transfers.c.claimed_by == worker_id,
+                    transfers.c.status == TransferStatus.PENDING,
                 )
-            ).scalar_one()
-    finally:
-        await writer.dispose()
+            )
+        ).scalar_one()
     return held
 
 
 async def settlement_counts(database_url: str) -> Counter[str]:
     """transfer id -> number of settlement (credit) journals written for it."""
-    writer, _ = create_engines(database_url)
-    try:
-        async with writer.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(journals.c.reference, func.count())
-                    .select_from(journals.join(postings, postings.c.journal_id == journals.c.id))
-                    .where(
-                        journals.c.kind == JournalKind.TRANSFER_SETTLE,
-                        postings.c.amount > 0,
-                        postings.c.account_id.like("wallet:%"),
-                    )
-                    .group_by(journals.c.reference)
+    async with sql_connection(database_url) as conn:
+        rows = (
+            await conn.execute(
+                select(journals.c.reference, func.count())
+                .select_from(journals.join(postings, postings.c.journal_id == journals.c.id))
+                .where(
+                    journals.c.kind == JournalKind.TRANSFER_SETTLE,
+                    postings.c.amount > 0,
+                    postings.c.account_id.like("wallet:%"),
                 )
-            ).all()
-    finally:
-        await writer.dispose()
+                .group_by(journals.c.reference)
+            )
+        ).all()
     return Counter({r[0]: int(r[1]) for r in rows})
 
 

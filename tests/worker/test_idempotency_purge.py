@@ -16,11 +16,11 @@ from dompet.domain.idempotency import Claimed, IdempotencyKey, ReplayResponse
 from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import create_engines
 from dompet.storage.sql.tables import idempotency_keys
 from dompet.worker.inprocess import SettlementWorker
 from tests.conftest import fast_settings
 from tests.support.servers import RedisServer
+from tests.support.sql import sql_connection
 from tests.worker.helpers import start_worker, wait_for
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -114,16 +114,10 @@ async def test_a_purge_runs_at_most_once_per_interval(tmp_path: Path) -> None:
 
 
 async def _sql_key_count(url: str) -> int:
-    writer, reader = create_engines(url)
-    try:
-        async with writer.connect() as conn:
-            count: int = (
-                await conn.execute(select(func.count()).select_from(idempotency_keys))
-            ).scalar_one()
-    finally:
-        await writer.dispose()
-        if reader is not writer:
-            await reader.dispose()
+    async with sql_connection(url) as conn:
+        count: int = (
+            await conn.execute(select(func.count()).select_from(idempotency_keys))
+        ).scalar_one()
     return count
 
 
