@@ -38,6 +38,7 @@ from dompet.domain.errors import (
     AccountBlocked,
     AccountNotFound,
     AccountNumberTaken,
+    DomainError,
     IdempotencyConflict,
     InsufficientFunds,
     NikTaken,
@@ -1048,7 +1049,7 @@ class SqlStore:
                     _new_entry(journal, sequence, posting.account_id, posting.amount, before)
                 )
             if system_rows:
-                raw.executemany(_SQLITE_INSERT_SYSTEM_POSTING, system_rows)
+                raw.executemany(_SQLITE_INSERT_POSTING, system_rows)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(_SQLITE_INSERT_JOURNAL, None, exc) from exc
         return entries
@@ -1169,15 +1170,11 @@ class SqlStore:
             for i, posting in enumerate(customers, 1)
         ]
 
-    async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> None:
+    async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> NoReturn:
         row = (
             await conn.execute(select(accounts.c.blocked).where(accounts.c.id == account_id))
         ).first()
-        if row is None:
-            raise AccountNotFound(account_id)
-        if row.blocked:
-            raise AccountBlocked(account_id)
-        raise InsufficientFunds()
+        raise _refusal(account_id, row)
 
     async def _misjournaled_transfers(self, conn: AsyncConnection) -> list[str]:
         """Transfers whose journals do not match their status (see LedgerSnapshot)."""
@@ -1449,7 +1446,6 @@ _SQLITE_INSERT_POSTING = (
     "created_at, kind, reference, remarks, item, item_layout) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )  # postings.id is the rowid (INTEGER PRIMARY KEY): the cursor's lastrowid is the sequence
-_SQLITE_INSERT_SYSTEM_POSTING = _SQLITE_INSERT_POSTING
 _SQLITE_INSERT_TRANSFER = (
     "INSERT INTO transfers (id, sender_id, target_id, amount, remarks, status, created_at, "
     "settled_at, attempts, last_error, next_attempt_at, claimed_by, claimed_until) "
@@ -1505,13 +1501,19 @@ def _answer_with_journal(raw: sqlite3.Connection, key: IdempotencyKey, journal_i
 
 
 def _explain_sqlite_refusal(raw: sqlite3.Connection, account_id: str) -> NoReturn:
-    """Why a guarded balance change moved nothing (``_explain_refusal`` on the raw writer)."""
+    """``_explain_refusal`` on SQLite's raw writer."""
     row = raw.execute("SELECT blocked FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    raise _refusal(account_id, row)
+
+
+def _refusal(account_id: str, row: Sequence[Any] | None) -> DomainError:
+    """Why a guarded balance change moved nothing, from the account's ``(blocked,)`` row
+    (None: there is no such account)."""
     if row is None:
-        raise AccountNotFound(account_id)
+        return AccountNotFound(account_id)
     if row[0]:
-        raise AccountBlocked(account_id)
-    raise InsufficientFunds()
+        return AccountBlocked(account_id)
+    return InsufficientFunds()
 
 
 def _new_entry(journal: Journal, sequence: int, account_id: str, amount: int, before: int) -> Entry:
