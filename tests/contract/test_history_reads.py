@@ -50,15 +50,21 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
             "before": 10**9,
             "limit": 50,
         }
-        shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str]] = [
-            (_entries_page, (True, False, True), "(account_id=? AND id<?)"),
-            (_entries_page, (True, True, True), "(account_id=? AND id>?)"),
-            (_entries_page, (False, False, False), "(account_id=?)"),
-            (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)"),
-            (rendered_page, (layout, "sqlite", False, False), "(account_id=?)"),
+        joined = "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN"
+        # a rendered page looks a transfer up only for an entry it renders (a transfer's debit)
+        looked_up = [
+            "CORRELATED SCALAR SUBQUERY 1",
+            "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?)",
+        ]
+        shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str, list[str]]] = [
+            (_entries_page, (True, False, True), "(account_id=? AND id<?)", [joined]),
+            (_entries_page, (True, True, True), "(account_id=? AND id>?)", [joined]),
+            (_entries_page, (False, False, False), "(account_id=?)", [joined]),
+            (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)", looked_up),
+            (rendered_page, (layout, "sqlite", False, False), "(account_id=?)", looked_up),
         ]
         with sqlite3.connect(tmp_path / "plan.db") as db:
-            for build, shape, keyset in shapes:
+            for build, shape, keyset, transfer in shapes:
                 query = store._driver_select(build, *shape)
                 plan = [
                     str(row[3])
@@ -68,7 +74,7 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
                 ]
                 assert plan == [
                     f"SEARCH postings USING INDEX ix_postings_account_id_id {keyset}",
-                    "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?) LEFT-JOIN",
+                    *transfer,
                 ], plan
     finally:
         await store.close()

@@ -9,7 +9,8 @@ MongoDB does not render (``render_entries`` is None) and is presented by the API
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ from dompet.domain.money import MAX_AMOUNT
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage import migrate, open_store
-from dompet.storage.port import ItemField, ItemLayout, LedgerStore
+from dompet.storage.port import ItemField, ItemLayout, LedgerStore, RenderedItems
+from dompet.storage.sql.rendered_history import rendered_pages
+from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user
 from tests.support.sql import sql_connection
@@ -165,6 +168,51 @@ async def _assert_pages_equal(store: LedgerStore, presenter: WalletPresenter) ->
     stranger = await new_user(store, "Stranger")
     await _assert_same(store, presenter, stranger)  # no entries: []
     assert check(await store.snapshot()).ok  # stored items are what their entries render to
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"], indirect=True)
+async def test_pages_read_at_once_are_the_pages_read_one_by_one(database_url: str) -> None:
+    """Many pages wanted at the same moment (PostgreSQL reads them in batches of
+    ``PAGE_BATCH_SIZE``, one statement each: ``rendered_pages``) are each the page read alone:
+    pages of both users at every cursor, sizes that do not share a batch, a page with
+    nothing older, a user with no entries, and one with an entry the store declines."""
+    presenter = WalletPresenter(ZoneInfo("Asia/Jakarta"))
+    layout = presenter.item_layout
+    assert layout is not None
+    async with _store_writing_in(database_url, "Asia/Jakarta") as store:
+        ledger = await _ledger(store)
+        stranger = await new_user(store, "Stranger")
+        declined = await new_user(store, "Declined")
+        await store.post_journal(
+            topup_journal(new_id(), declined.id, 7, datetime(1963, 6, 1, tzinfo=UTC))
+        )
+        await store.post_journal(topup_journal(new_id(), declined.id, 5, datetime.now(UTC)))
+        wanted: list[tuple[User, int, int | None]] = [(stranger, 3, None), (declined, 2, None)]
+        wanted += [(declined, 1, None), (ledger.sender, 5, 1)]
+        for user in (ledger.sender, ledger.target):
+            for limit in (2, 3):
+                cursor = None
+                while True:
+                    wanted.append((user, limit, cursor))
+                    alone = await _assert_same(store, presenter, user, limit, cursor)
+                    if alone is None:
+                        break
+                    cursor = alone
+
+        def read(user: User, limit: int, before: int | None) -> Awaitable[RenderedItems | None]:
+            account = wallet_account(user.id)
+            return store.render_entries(account, user.id, layout, limit=limit, before=before)
+
+        one_by_one = [await read(*page) for page in wanted]
+        at_once = await asyncio.gather(*(read(*page) for page in wanted))
+        assert at_once == one_by_one
+        assert one_by_one[0] == RenderedItems(b"[]", 0, None)
+        assert one_by_one[1] is None  # its older entry is dated outside DISPLAY_RANGE
+        assert one_by_one[2] is not None
+        assert one_by_one[2].size == 1
+        if store.engine_name == "postgresql":  # the batches' own statement ran
+            assert isinstance(store, SqlStore)
+            assert any(key[0] is rendered_pages for key in store._driver_selects)
 
 
 @pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])

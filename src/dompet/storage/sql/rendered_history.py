@@ -33,7 +33,9 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -74,13 +76,13 @@ class Sources(NamedTuple):
     created_at: ColumnElement[Any]
 
 
-def _read_sources() -> Sources:
-    """A page's: the posting's columns, its transfer's status, the reader's :user_id."""
+def _read_sources(user_id: ColumnElement[Any], status: ColumnElement[Any]) -> Sources:
+    """A page's: the posting's columns, its ``status``, the reader's ``user_id``."""
     return Sources(
         kind=postings.c.kind,
         reference=postings.c.reference,
-        status=entry_status(),
-        user_id=cast(bindparam("user_id"), Text),
+        status=status,
+        user_id=user_id,
         amount=postings.c.amount,
         remarks=postings.c.remarks,
         balance_before=postings.c.balance_before,
@@ -89,38 +91,112 @@ def _read_sources() -> Sources:
     )
 
 
-@functools.cache
-def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: bool) -> Any:
-    """``(sequence, item)`` rows of an account, newest first (bound :account_id, :user_id,
-    :item_layout, :before, :limit); built once per layout, engine and shape.
+def _page(
+    layout: ItemLayout,
+    engine_name: str,
+    account_id: ColumnElement[Any],
+    user_id: ColumnElement[Any],
+    before: ColumnElement[Any] | None,
+    limit: ColumnElement[Any] | None,
+) -> Any:
+    """``(id, item)`` rows of ``account_id``, newest first, below ``before``, at most ``limit``.
 
     An entry whose item was rendered when written in this layout (:item_layout, its
     fingerprint) is read back as it is; any other is rendered here."""
-    sources = _read_sources()
+    sources = _read_sources(user_id, _looked_up_status())
     stored = postings.c.item_layout == bindparam("item_layout", type_=BigInteger)
     live = _item(layout, engine_name, sources)
-    query = (
-        select(
-            postings.c.id,
-            case((stored, postings.c.item), (_dated(engine_name, sources), live)).label("item"),
-        )
-        .select_from(entries_from())
-        .where(postings.c.account_id == bindparam("account_id"))
-    )
-    if before:
-        query = query.where(postings.c.id < bindparam("before", type_=Money))
+    query = select(
+        postings.c.id,
+        case((stored, postings.c.item), (_dated(engine_name, sources), live)).label("item"),
+    ).where(postings.c.account_id == account_id)
+    if before is not None:
+        query = query.where(postings.c.id < before)
     query = query.order_by(postings.c.id.desc())
-    if limited:
-        query = query.limit(bindparam("limit", type_=Money))
+    if limit is not None:
+        query = query.limit(limit)
     return query
+
+
+def _looked_up_status() -> ColumnElement[Any]:
+    """:func:`entry_status` without the join: the transfer is looked up only for an entry
+    rendered here that is a transfer's debit. Joined, PostgreSQL probed the transfers' index
+    for every entry of a page, stored items included."""
+    transfer_status = (
+        select(transfers.c.status).where(transfers.c.id == postings.c.reference).scalar_subquery()
+    )
+    return func.coalesce(
+        case((postings.c.kind == JournalKind.TRANSFER_OUT, transfer_status)),
+        _text(EntryStatus.SUCCESS.value),
+    )
+
+
+@functools.cache
+def rendered_page(layout: ItemLayout, engine_name: str, before: bool, limited: bool) -> Any:
+    """``(sequence, item)`` rows of an account, newest first (bound :account_id, :user_id,
+    :item_layout, :before, :limit); built once per layout, engine and shape."""
+    return _page(
+        layout,
+        engine_name,
+        bindparam("account_id"),
+        cast(bindparam("user_id"), Text),
+        bindparam("before", type_=Money) if before else None,
+        bindparam("limit", type_=Money) if limited else None,
+    )
+
+
+@functools.cache
+def rendered_pages(layout: ItemLayout) -> Any:
+    """PostgreSQL: many pages of one size in one statement (``batched_reads.py``).
+
+    Bound :account_ids, :user_ids and :befores, arrays with one element per page (a NULL
+    before: from the newest entry), :limit and :item_layout. One row per page, in no order:
+    ``(page, body, rendered, size, last)`` -- the page's number (1 for the first element),
+    its items joined by commas (NULL when it has none), how many of them have an item (fewer
+    than ``size`` when one is dated outside DISPLAY_RANGE), how many entries it has, and the
+    sequence of its oldest one.
+    """
+    wanted = (
+        func.unnest(
+            bindparam("account_ids", type_=ARRAY(Text)),
+            bindparam("user_ids", type_=ARRAY(Text)),
+            bindparam("befores", type_=ARRAY(BigInteger)),
+        )
+        .table_valued("account_id", "user_id", "before", with_ordinality="page")
+        .render_derived(name="wanted")
+    )
+    page = _page(
+        layout,
+        "postgresql",
+        wanted.c.account_id,
+        wanted.c.user_id,
+        func.coalesce(wanted.c.before, literal_column(str(_NEWEST), Money)),
+        bindparam("limit", type_=Money),
+    ).lateral("page")
+    newest_first = aggregate_order_by(_text(","), page.c.id.desc())
+    return (
+        select(
+            wanted.c.page,
+            func.string_agg(page.c.item, newest_first).label("body"),
+            func.count(page.c.item).label("rendered"),
+            func.count(page.c.id).label("size"),
+            func.min(page.c.id).label("last"),
+        )
+        .select_from(wanted.outerjoin(page, true()))
+        .group_by(wanted.c.page)
+    )
+
+
+_NEWEST = 2**63 - 1
+"""Above every sequence (BIGINT's largest value): a page from the newest entry."""
 
 
 @functools.cache
 def misrendered_postings(layout: ItemLayout, engine_name: str) -> Any:
     """The ids of the postings whose item, stored in ``layout``, is not the one the posting
     renders to now (``dompet reconcile``): the read path's own expression on every row."""
-    sources = _read_sources()._replace(
-        user_id=func.substr(postings.c.account_id, len(WALLET_PREFIX) + 1)
+    sources = _read_sources(
+        func.substr(postings.c.account_id, len(WALLET_PREFIX) + 1), entry_status()
     )
     now = case((_dated(engine_name, sources), _item(layout, engine_name, sources)))
     return (

@@ -81,6 +81,7 @@ from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import ItemLayout, RenderedItems
 from dompet.storage.sql import pg_journal
+from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
     SQLITE_READERS,
     create_engines,
@@ -96,6 +97,7 @@ from dompet.storage.sql.rendered_history import (
     misrendered_postings,
     postgresql_written_item,
     rendered_page,
+    rendered_pages,
 )
 from dompet.storage.sql.tables import (
     Money,
@@ -147,6 +149,12 @@ class SqlStore:
             if self._items is not None and engine_name == "postgresql"
             else None
         )
+        # PostgreSQL: the history pages wanted at the same time go as one statement.
+        self._page_batches: _PageBatches | None = (
+            ReadBatcher(self._rendered_pages, in_flight=PAGE_BATCHES, most=PAGE_BATCH_SIZE)
+            if engine_name == "postgresql"
+            else None
+        )
 
     @classmethod
     async def open(cls, database_url: str, history_layout: ItemLayout | None = None) -> SqlStore:
@@ -155,6 +163,8 @@ class SqlStore:
         return cls(writer, reader, engine_name, history_layout)
 
     async def close(self) -> None:
+        if self._page_batches is not None:
+            await self._page_batches.close()
         if self._hot_reader is not None:
             self._hot_reader.close()
             self._hot_reader = None
@@ -608,18 +618,47 @@ class SqlStore:
         limit: int | None = None,
         before: int | None = None,
     ) -> RenderedItems | None:
-        page = self._driver_select(
+        if self._page_batches is not None and limit is not None:
+            return await self._page_batches.read((layout, limit), (account_id, user_id, before))
+        return await self._rendered_page(layout, limit, (account_id, user_id, before))
+
+    async def _rendered_page(
+        self, layout: ItemLayout, limit: int | None, page: _PageWanted
+    ) -> RenderedItems | None:
+        """One history page (or all of it), one statement."""
+        account_id, user_id, before = page
+        query = self._driver_select(
             rendered_page, layout, self.engine_name, before is not None, limit is not None
         )
         params = _page_params(
             account_id, limit, before, user_id=user_id, item_layout=layout_fingerprint(layout)
         )
-        rows = await self._driver_rows(page, params)
+        rows = await self._driver_rows(query, params)
         items = [row[1] for row in rows]
         if None in items:  # an entry dated outside DISPLAY_RANGE
             return None
         body = ("[" + ",".join(items) + "]").encode()
         return RenderedItems(body, len(rows), rows[-1][0] if rows else None)
+
+    async def _rendered_pages(
+        self, shape: tuple[ItemLayout, int], pages: list[_PageWanted]
+    ) -> list[RenderedItems | None]:
+        """PostgreSQL: the pages of one layout and size that ``render_entries`` was asked for
+        at the same time, in one statement (``batched_reads.py``); a page alone as above."""
+        layout, limit = shape
+        if len(pages) == 1:
+            return [await self._rendered_page(layout, limit, pages[0])]
+        account_ids, user_ids, befores = zip(*pages, strict=True)
+        params = {
+            "account_ids": list(account_ids),
+            "user_ids": list(user_ids),
+            "befores": list(befores),
+            "limit": limit,
+            "item_layout": layout_fingerprint(layout),
+        }
+        rows = await self._driver_rows(self._driver_select(rendered_pages, layout), params)
+        by_page = {row[0]: row for row in rows}
+        return [_rendered(by_page[number]) for number in range(1, len(pages) + 1)]
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
         query = self._driver_select(_journal_entry_query)
@@ -1581,6 +1620,26 @@ def _journal_entry_query() -> Any:
         postings.c.journal_id == bindparam("journal_id"),
         postings.c.account_id == bindparam("account_id"),
     )
+
+
+PAGE_BATCHES = 8
+"""PostgreSQL: history page batches in flight at once (each on its own connection)."""
+PAGE_BATCH_SIZE = 8
+"""PostgreSQL: history pages in one batch at most. Larger batches (64) served more pages a
+second but one statement then ran for milliseconds, and a batch whose server process was
+preempted for a moment delayed all its callers: p99 60-80 ms (BENCHMARKS.md, stop 17)."""
+
+_PageWanted = tuple[str, str, int | None]
+"""A history page ``render_entries`` was asked for: account, user, and cursor (before)."""
+_PageBatches = ReadBatcher[tuple[ItemLayout, int], _PageWanted, RenderedItems | None]
+
+
+def _rendered(row: Sequence[Any]) -> RenderedItems | None:
+    """A row of ``rendered_pages`` as the page; None if an entry has no item (its date)."""
+    _, body, rendered, size, last = row
+    if rendered < size:
+        return None
+    return RenderedItems(("[" + (body or "") + "]").encode(), size, last)
 
 
 class _DriverSelect:
