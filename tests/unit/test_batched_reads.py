@@ -68,6 +68,21 @@ async def test_reads_wait_while_the_batches_allowed_are_in_flight_and_then_go_to
     assert recorder.peak == 1
 
 
+async def test_reads_that_arrive_together_go_side_by_side_while_batches_are_free() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = ReadBatcher(recorder.run, in_flight=4, most=8)
+    together = [asyncio.ensure_future(batcher.read("k", n)) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert sorted(requests for _, requests in recorder.batches) == [[0], [1], [2]]
+    later = [asyncio.ensure_future(batcher.read("k", n)) for n in range(3, 9)]
+    await asyncio.sleep(0.01)  # one batch free: the six share it
+    assert [requests for _, requests in recorder.batches][3:] == [[3, 4, 5, 6, 7, 8]]
+    recorder.gate.set()
+    assert await asyncio.gather(*together, *later) == [n * 10 for n in range(9)]
+    assert recorder.peak == 4
+
+
 async def test_keys_never_share_a_batch() -> None:
     recorder = Recorder()
     batcher = ReadBatcher(recorder.run, in_flight=1, most=64)

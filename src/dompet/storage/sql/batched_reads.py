@@ -24,9 +24,12 @@ class ReadBatcher(Generic[Key, Request, Answer]):
     """Runs the requests of one key together: ``run(key, requests)`` answers them in order.
 
     At most ``in_flight`` batches of a key run at once, each of at most ``most`` requests;
-    the requests that arrive meanwhile wait and go together in the next one. An error of a
-    batch is every one of its callers' error. A caller that is cancelled while it waits is
-    left out of the batch that has not started yet, and its answer is dropped otherwise.
+    the requests that arrive meanwhile wait and go together in the next one. While no more
+    requests wait than batches are free to start, each goes alone, side by side with the
+    others (a statement per request is quicker when the database has the cores to spare).
+    An error of a batch is every one of its callers' error. A caller that is cancelled while
+    it waits is left out of the batch that has not started yet, and its answer is dropped
+    otherwise.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class ReadBatcher(Generic[Key, Request, Answer]):
         self._most = most
         self._waiting: dict[Key, list[tuple[Request, asyncio.Future[Answer]]]] = {}
         self._running: dict[Key, int] = {}
+        self._busy: dict[Key, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def read(self, key: Key, request: Request) -> Answer:
@@ -60,11 +64,19 @@ class ReadBatcher(Generic[Key, Request, Answer]):
         """Run the waiting requests of ``key``, a batch at a time, until none is waiting."""
         try:
             while waiting := self._waiting.get(key):
-                taken = waiting[: self._most]
-                del waiting[: self._most]
+                free = self._in_flight - self._busy.get(key, 0)  # this one included
+                size = 1 if len(waiting) <= free else self._most  # see the class docstring
+                taken = waiting[:size]
+                del waiting[:size]
                 batch = [(request, answer) for request, answer in taken if not answer.done()]
                 if batch:
-                    await self._answer(key, batch)
+                    self._busy[key] = self._busy.get(key, 0) + 1
+                    try:
+                        await self._answer(key, batch)
+                    finally:
+                        self._busy[key] -= 1
+                        if not self._busy[key]:
+                            del self._busy[key]
         finally:
             self._running[key] -= 1
             if not self._running[key]:
