@@ -38,11 +38,21 @@ class Recorder:
             self.running -= 1
 
 
-async def test_concurrent_reads_share_batches_and_each_gets_its_answer() -> None:
+def held(in_flight: int, most: int) -> tuple[Recorder, ReadBatcher[str, int, int]]:
+    """A batcher whose batches wait in the run until ``recorder.gate`` is set."""
     recorder = Recorder()
     recorder.gate.clear()
-    batcher = ReadBatcher(recorder.run, in_flight=2, most=4)
-    reads = [asyncio.ensure_future(batcher.read("k", n)) for n in range(10)]
+    return recorder, ReadBatcher(recorder.run, in_flight=in_flight, most=most)
+
+
+def started(batcher: ReadBatcher[str, int, int], requests: range) -> list[asyncio.Future[int]]:
+    """Reads of key "k", one per request, started and left running."""
+    return [asyncio.ensure_future(batcher.read("k", n)) for n in requests]
+
+
+async def test_concurrent_reads_share_batches_and_each_gets_its_answer() -> None:
+    recorder, batcher = held(in_flight=2, most=4)
+    reads = started(batcher, range(10))
     await asyncio.sleep(0.01)
     assert [requests for _, requests in recorder.batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert recorder.running == 2  # two batches in flight; the rest wait for one of them
@@ -53,13 +63,11 @@ async def test_concurrent_reads_share_batches_and_each_gets_its_answer() -> None
 
 
 async def test_reads_wait_while_the_batches_allowed_are_in_flight_and_then_go_together() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = ReadBatcher(recorder.run, in_flight=1, most=64)
-    first = asyncio.ensure_future(batcher.read("k", 1))
+    recorder, batcher = held(in_flight=1, most=64)
+    (first,) = started(batcher, range(1, 2))
     await asyncio.sleep(0.01)
     assert recorder.batches == [("k", [1])]  # alone, at once
-    later = [asyncio.ensure_future(batcher.read("k", n)) for n in (2, 3, 4)]
+    later = started(batcher, range(2, 5))
     await asyncio.sleep(0.01)
     assert len(recorder.batches) == 1  # the only batch allowed is still in flight
     recorder.gate.set()
@@ -69,13 +77,11 @@ async def test_reads_wait_while_the_batches_allowed_are_in_flight_and_then_go_to
 
 
 async def test_reads_that_arrive_together_go_side_by_side_while_batches_are_free() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = ReadBatcher(recorder.run, in_flight=4, most=8)
-    together = [asyncio.ensure_future(batcher.read("k", n)) for n in range(3)]
+    recorder, batcher = held(in_flight=4, most=8)
+    together = started(batcher, range(3))
     await asyncio.sleep(0.01)
     assert sorted(requests for _, requests in recorder.batches) == [[0], [1], [2]]
-    later = [asyncio.ensure_future(batcher.read("k", n)) for n in range(3, 9)]
+    later = started(batcher, range(3, 9))
     await asyncio.sleep(0.01)  # one batch free: the six share it
     assert [requests for _, requests in recorder.batches][3:] == [[3, 4, 5, 6, 7, 8]]
     recorder.gate.set()
@@ -115,13 +121,10 @@ async def test_a_run_that_answers_too_few_is_an_error_for_its_callers() -> None:
 
 
 async def test_a_caller_cancelled_while_waiting_is_left_out_of_its_batch() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = ReadBatcher(recorder.run, in_flight=1, most=64)
-    first = asyncio.ensure_future(batcher.read("k", 1))
+    recorder, batcher = held(in_flight=1, most=64)
+    (first,) = started(batcher, range(1, 2))
     await asyncio.sleep(0.01)
-    gone = asyncio.ensure_future(batcher.read("k", 2))
-    kept = asyncio.ensure_future(batcher.read("k", 3))
+    gone, kept = started(batcher, range(2, 4))
     await asyncio.sleep(0.01)
     gone.cancel()
     recorder.gate.set()
@@ -131,10 +134,8 @@ async def test_a_caller_cancelled_while_waiting_is_left_out_of_its_batch() -> No
 
 
 async def test_close_cancels_the_batches_in_flight_and_the_reads_waiting() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = ReadBatcher(recorder.run, in_flight=1, most=1)
-    reads = [asyncio.ensure_future(batcher.read("k", n)) for n in range(3)]
+    recorder, batcher = held(in_flight=1, most=1)
+    reads = started(batcher, range(3))
     await asyncio.sleep(0.01)
     await batcher.close()
     results = await asyncio.gather(*reads, return_exceptions=True)
