@@ -54,10 +54,12 @@ def entries_from() -> Any:
     )
 
 
-def entry_status() -> ColumnElement[Any]:
-    """An entry's status: its transfer's for a transfer's debit, SUCCESS for every other."""
+def entry_status(transfer_status: ColumnElement[Any] = transfers.c.status) -> ColumnElement[Any]:
+    """An entry's status: its transfer's for a transfer's debit, SUCCESS for every other.
+    ``transfer_status``: the status of the transfer joined by :func:`entries_from`, unless
+    given otherwise."""
     return func.coalesce(
-        case((postings.c.kind == JournalKind.TRANSFER_OUT, transfers.c.status)),
+        case((postings.c.kind == JournalKind.TRANSFER_OUT, transfer_status)),
         _text(EntryStatus.SUCCESS.value),
     )
 
@@ -122,12 +124,8 @@ def _looked_up_status() -> ColumnElement[Any]:
     """:func:`entry_status` without the join: the transfer is looked up only for an entry
     rendered here that is a transfer's debit. Joined, PostgreSQL probed the transfers' index
     for every entry of a page, stored items included."""
-    transfer_status = (
+    return entry_status(
         select(transfers.c.status).where(transfers.c.id == postings.c.reference).scalar_subquery()
-    )
-    return func.coalesce(
-        case((postings.c.kind == JournalKind.TRANSFER_OUT, transfer_status)),
-        _text(EntryStatus.SUCCESS.value),
     )
 
 
