@@ -145,6 +145,6 @@ async def test_close_cancels_the_batches_in_flight_and_the_reads_waiting() -> No
 
 def test_a_batcher_needs_a_batch_of_one() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        ReadBatcher(Recorder().run, in_flight=0)
+        ReadBatcher(Recorder().run, in_flight=0, most=8)
     with pytest.raises(ValueError, match="at least one"):
-        ReadBatcher(Recorder().run, most=0)
+        ReadBatcher(Recorder().run, in_flight=8, most=0)

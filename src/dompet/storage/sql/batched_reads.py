@@ -36,8 +36,8 @@ class ReadBatcher(Generic[Key, Request, Answer]):
         self,
         run: Callable[[Key, list[Request]], Awaitable[Sequence[Answer]]],
         *,
-        in_flight: int = 2,
-        most: int = 64,
+        in_flight: int,
+        most: int,
     ) -> None:
         if in_flight < 1 or most < 1:
             raise ValueError("a batcher needs at least one batch in flight of one request")
