@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.ceiling import server_store, store_ceiling
 from bench.server import Server
@@ -31,7 +30,6 @@ from dompet.domain.ids import new_id
 from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.domain.transfers import TransferStatus
 from dompet.storage import migrate, open_store
-from dompet.storage.sql.engine import async_url
 
 BIG_BALANCE = 10**11
 
@@ -414,12 +412,10 @@ async def analyze(url: str) -> None:
     of reading a page off the ``(account_id, id)`` index (docs/read-path.md)."""
     if url.startswith("sqlite"):
         return
-    engine = create_async_engine(async_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text("ANALYZE"))
-    finally:
-        await engine.dispose()
+    from tests.support.sql import sql_connection  # as database(): the repository's test support
+
+    async with sql_connection(url, begin=True) as conn:
+        await conn.execute(text("ANALYZE"))
 
 
 def targets(report: Report, args: argparse.Namespace) -> list[Target]:
