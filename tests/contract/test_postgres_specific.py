@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.engine import create_engines
 from tests.contract.helpers import new_user, pay, top_up
 
 
@@ -47,3 +49,21 @@ async def test_a_connection_killed_under_the_pool_is_not_reused(
     assert failures <= killed
     await pay(store, user.id, 1)
     assert await store.balance(wallet_account(user.id)) == 1000 - (5 - failures) - 1
+
+
+async def test_the_pool_hands_out_the_connection_returned_last(postgres_db_url: str) -> None:
+    """LIFO: a light load keeps reusing the few warm server processes instead of rotating
+    through the whole pool (with FIFO, twenty backends took turns on two cores and a history
+    batch's fetch took 20-40 ms at p99; BENCHMARKS.md, stop 18)."""
+    _, reader = create_engines(postgres_db_url)
+    try:
+        held = [await reader.connect() for _ in range(4)]  # the pool now has four connections
+        for conn in held:
+            await conn.close()
+        pids = set()
+        for _ in range(4):
+            async with reader.connect() as conn:
+                pids.add((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        assert len(pids) == 1
+    finally:
+        await reader.dispose()

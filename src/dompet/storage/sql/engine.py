@@ -327,6 +327,11 @@ def _postgres_engine(database_url: str) -> AsyncEngine:
     Overflow connections are closed as soon as they are returned, so under a steady load
     above ``pool_size`` every few requests paid a new connection (TLS probe, fork of a
     backend): a fixed pool that callers queue for is cheaper on a small machine.
+
+    Last in, first out: a caller gets the connection returned last, so a load that needs few
+    connections at a time keeps using the same few (warm) server processes. First in, first
+    out rotated every request through all twenty: on two cores the API then waited 20-40 ms
+    for a history batch that PostgreSQL had run in under 8 (BENCHMARKS.md, stop 18).
     """
     return create_async_engine(
         async_url(database_url),
@@ -334,4 +339,5 @@ def _postgres_engine(database_url: str) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=120,
         pool_pre_ping=False,
+        pool_use_lifo=True,
     )
