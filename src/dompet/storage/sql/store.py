@@ -1622,12 +1622,15 @@ def _journal_entry_query() -> Any:
     )
 
 
-PAGE_BATCHES = 8
-"""PostgreSQL: history page batches in flight at once (each on its own connection)."""
-PAGE_BATCH_SIZE = 8
-"""PostgreSQL: history pages in one batch at most. Larger batches (64) served more pages a
-second but one statement then ran for milliseconds, and a batch whose server process was
-preempted for a moment delayed all its callers: p99 60-80 ms (BENCHMARKS.md, stop 17)."""
+PAGE_BATCHES = 2
+"""PostgreSQL: history page batches in flight at once (each on its own connection). Two: one
+runs in the database while the API answers the other. Eight (stop 17) had up to eight server
+processes taking turns on the same cores, and every caller of a preempted batch waited with
+it: 9,300-9,600 pages/s at p99 10-12 ms against 11,600-12,100 at 8 ms with two (64
+connections; BENCHMARKS.md, stop 18)."""
+PAGE_BATCH_SIZE = 12
+"""PostgreSQL: history pages in one batch at most. Two batches of 8-16 served about the same;
+of 32 or 64 one statement ran for milliseconds and stretched the p99 (BENCHMARKS.md)."""
 
 _PageWanted = tuple[str, str, int | None]
 """A history page ``render_entries`` was asked for: account, user, and cursor (before)."""
