@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 
 from dompet.api.presenters import WalletPresenter
 from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
+from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.engine import SQLITE_READERS, postgres_pool_size
-from dompet.storage.sql.rendered_history import rendered_page
+from dompet.storage.sql.rendered_history import rendered_page, rendered_pages
 from dompet.storage.sql.store import SqlStore, _entries_page
 from tests.contract.helpers import new_user, top_up
 
@@ -57,9 +59,9 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
             "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?)",
         ]
         shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str, list[str]]] = [
-            (_entries_page, (True, False, True), "(account_id=? AND id<?)", [joined]),
-            (_entries_page, (True, True, True), "(account_id=? AND id>?)", [joined]),
-            (_entries_page, (False, False, False), "(account_id=?)", [joined]),
+            (_entries_page, ("sqlite", True, False, True), "(account_id=? AND id<?)", [joined]),
+            (_entries_page, ("sqlite", True, True, True), "(account_id=? AND id>?)", [joined]),
+            (_entries_page, ("sqlite", False, False, False), "(account_id=?)", [joined]),
             (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)", looked_up),
             (rendered_page, (layout, "sqlite", False, False), "(account_id=?)", looked_up),
         ]
@@ -77,6 +79,59 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
                     *transfer,
                 ], plan
     finally:
+        await store.close()
+
+
+async def test_postgresql_pages_far_below_other_accounts_use_the_account_index(
+    postgres_db_url: str,
+) -> None:
+    """A page whose entries lie below many other accounts' postings: every page query (the
+    presenter path's, the rendered page and a batch of them) reads it off the account index.
+
+    Planned as ``account_id = :a AND id < :c ORDER BY id DESC``, PostgreSQL chose a backward
+    scan of the primary key filtered on the account here: some 20 ms a page, reading every
+    later posting (storage/sql/account_order.py)."""
+    await migrate(postgres_db_url)
+    layout = WalletPresenter(ZoneInfo("Asia/Jakarta")).item_layout
+    assert layout is not None
+    store = await open_store(postgres_db_url, history_layout=layout)
+    db = await asyncpg.connect(postgres_db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        assert isinstance(store, SqlStore)
+        old, busy = await new_user(store, "Old"), await new_user(store, "Busy")
+        first = await top_up(store, old.id, 10)  # the old account's first entry, then others'
+        for user, count in ((busy, 60_000), (old, 10_000)):
+            # bare rows, far quicker than journals; this test reads plans, not balances
+            await db.execute(
+                "INSERT INTO postings (journal_id, account_id, amount, created_at, kind,"
+                " reference, remarks) SELECT $1, $2, 1, now(), 'topup', $1, ''"
+                " FROM generate_series(1, $3)",
+                first.journal_id,
+                wallet_account(user.id),
+                count,
+            )
+        await db.execute("ANALYZE postings")
+        account = wallet_account(old.id)
+        page = {"account_id": account, "user_id": old.id, "before": first.sequence + 1}
+        pages = {
+            "account_ids": [account] * 12,
+            "user_ids": [old.id] * 12,
+            "befores": [first.sequence + 1] * 6 + [None] * 6,
+        }
+        shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], dict[str, Any]]] = [
+            (_entries_page, ("postgresql", True, False, True), page),
+            (rendered_page, (layout, "postgresql", True, True), page),
+            (rendered_pages, (layout,), pages),
+        ]
+        fingerprint = layout_fingerprint(layout)
+        for build, shape, params in shapes:
+            query = store._driver_select(build, *shape)
+            arguments = query.arguments({**params, "limit": 50, "item_layout": fingerprint})
+            plan = "\n".join(row[0] for row in await db.fetch("EXPLAIN " + query.sql, *arguments))
+            assert "ix_postings_account_id_id" in plan, plan
+            assert "postings_pkey" not in plan, plan
+    finally:
+        await db.close()
         await store.close()
 
 

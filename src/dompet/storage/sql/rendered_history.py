@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
 from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
+from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.tables import Money, postings, transfers
 
 
@@ -108,13 +109,15 @@ def _page(
     sources = _read_sources(user_id, _looked_up_status())
     stored = postings.c.item_layout == bindparam("item_layout", type_=BigInteger)
     live = _item(layout, engine_name, sources)
-    query = select(
-        postings.c.id,
-        case((stored, postings.c.item), (_dated(engine_name, sources), live)).label("item"),
-    ).where(postings.c.account_id == account_id)
-    if before is not None:
-        query = query.where(postings.c.id < before)
-    query = query.order_by(postings.c.id.desc())
+    where, newest_first = account_slice(engine_name, account_id, before, limited=limit is not None)
+    query = (
+        select(
+            postings.c.id,
+            case((stored, postings.c.item), (_dated(engine_name, sources), live)).label("item"),
+        )
+        .where(where)
+        .order_by(*newest_first)
+    )
     if limit is not None:
         query = query.limit(limit)
     return query

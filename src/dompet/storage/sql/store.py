@@ -81,6 +81,7 @@ from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import ItemLayout, RenderedItems
 from dompet.storage.sql import pg_journal
+from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
     SQLITE_READERS,
@@ -604,7 +605,7 @@ class SqlStore:
         oldest_first: bool = False,
     ) -> list[Entry]:
         page = self._driver_select(
-            _entries_page, before is not None, oldest_first, limit is not None
+            _entries_page, self.engine_name, before is not None, oldest_first, limit is not None
         )
         rows = await self._driver_rows(page, _page_params(account_id, limit, before))
         return _entries(rows, account_id, self._driver_time)
@@ -1591,13 +1592,14 @@ def _entries_query() -> Any:
 
 
 @functools.cache
-def _entries_page(before: bool, oldest_first: bool, limited: bool) -> Any:
-    """An account's entries query, built once per shape (bound :account_id, :before, :limit)."""
-    query = _entries_query().where(postings.c.account_id == bindparam("account_id"))
-    if before:
-        cursor = bindparam("before", type_=Money)
-        query = query.where(postings.c.id > cursor if oldest_first else postings.c.id < cursor)
-    query = query.order_by(postings.c.id.asc() if oldest_first else postings.c.id.desc())
+def _entries_page(engine_name: str, before: bool, oldest_first: bool, limited: bool) -> Any:
+    """An account's entries query, built once per engine and shape (bound :account_id,
+    :before, :limit)."""
+    cursor = bindparam("before", type_=Money) if before else None
+    where, order = account_slice(
+        engine_name, bindparam("account_id"), cursor, oldest_first=oldest_first, limited=limited
+    )
+    query = _entries_query().where(where).order_by(*order)
     if limited:
         query = query.limit(bindparam("limit", type_=Integer))
     return query
