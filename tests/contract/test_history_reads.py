@@ -1,4 +1,5 @@
-"""The SQL history read path: the page query's plan on SQLite, and reads' hold on connections.
+"""The SQL history read path: the page queries' plans (SQLite, PostgreSQL), and reads' hold on
+connections.
 
 SqlStore.entries runs the compiled Core select on the driver connection (no SQLAlchemy result
 layer); these tests pin what makes a page cheap: the keyset index, primary-key joins, and at

@@ -23,8 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dompet.storage.sql.tables import postings
 
-_ABOVE_EVERY_ID = 2**63 - 1
-_BELOW_EVERY_ID = -(2**63)
+ABOVE_EVERY_ID = 2**63 - 1
+BELOW_EVERY_ID = -(2**63)
 """BIGINT's largest and smallest values: no posting has either id."""
 
 
@@ -46,7 +46,7 @@ def account_slice(
             where = and_(where, sequence > cursor if oldest_first else sequence < cursor)
         return where, (sequence.asc() if oldest_first else sequence.desc(),)
     if cursor is None:
-        cursor = literal(_BELOW_EVERY_ID if oldest_first else _ABOVE_EVERY_ID, BigInteger)
+        cursor = literal(BELOW_EVERY_ID if oldest_first else ABOVE_EVERY_ID, BigInteger)
     if oldest_first:
         past = and_(account <= account_id, tuple_(account, sequence) > tuple_(account_id, cursor))
         return past, (account.asc(), sequence.asc())

@@ -42,7 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
 from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
-from dompet.storage.sql.account_order import account_slice
+from dompet.storage.sql.account_order import ABOVE_EVERY_ID, account_slice
 from dompet.storage.sql.tables import Money, postings, transfers
 
 
@@ -171,7 +171,7 @@ def rendered_pages(layout: ItemLayout) -> Any:
         "postgresql",
         wanted.c.account_id,
         wanted.c.user_id,
-        func.coalesce(wanted.c.before, literal_column(str(_NEWEST), Money)),
+        func.coalesce(wanted.c.before, literal_column(str(ABOVE_EVERY_ID), Money)),
         bindparam("limit", type_=Money),
     ).lateral("page")
     newest_first = aggregate_order_by(_text(","), page.c.id.desc())
@@ -186,10 +186,6 @@ def rendered_pages(layout: ItemLayout) -> Any:
         .select_from(wanted.outerjoin(page, true()))
         .group_by(wanted.c.page)
     )
-
-
-_NEWEST = 2**63 - 1
-"""Above every sequence (BIGINT's largest value): a page from the newest entry."""
 
 
 @functools.cache
