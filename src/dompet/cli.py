@@ -90,7 +90,7 @@ def worker(
     from dompet.observability.logging import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, settings.tz)
     chosen = queue or settings.worker_queue
     if chosen not in ("auto", "db", "saq"):
         raise typer.BadParameter("--queue must be auto, db or saq")

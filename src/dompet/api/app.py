@@ -23,7 +23,7 @@ from dompet.config import Settings
 from dompet.container import Container
 from dompet.dashboard import routes as dashboard
 from dompet.observability.edge import RequestObserver
-from dompet.observability.logging import configure_logging
+from dompet.observability.logging import configure_logging, flush_logs
 from dompet.observability.metrics import Metrics
 
 DESCRIPTION = """
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             timedelta(seconds=built.settings.idempotency_ttl_seconds),
             timedelta(seconds=built.settings.idempotency_in_flight_seconds),
         )
-        configure_logging(built.settings.log_level, built.settings.log_json)
+        configure_logging(built.settings.log_level, built.settings.log_json, built.settings.tz)
         built.money.subscribe(metrics.money_moved)
         app.state.dashboard = dashboard.Dashboard.build(built)
         dashboard.mount_saq_monitor(app, built)
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             yield
         finally:
             await built.aclose()
+            flush_logs()
 
     app = FastAPI(
         title="Dompet",

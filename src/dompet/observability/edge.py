@@ -5,7 +5,9 @@ response and puts it on every log record of the request (:data:`logging.request_
 it is answered, it counts and times it by route template (:class:`~.metrics.Metrics`) and
 logs one access line (method, route template, status, duration; never the body, query or
 headers). One layer, one timer and one status capture serve all three: each layer around
-the app costs every request a coroutine and a wrapped ``send``.
+the app costs every request a coroutine and a wrapped ``send``. The access line is only
+queued here (a tuple, when Dompet's log writer is its only handler): a thread formats and
+writes it (observability/log_writer.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dompet.observability.logging import ACCESS_LOGGER, request_id
+from dompet.observability.logging import ACCESS_LOGGER, access_line_writer, request_id
 from dompet.observability.metrics import Metrics
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -78,7 +80,10 @@ class RequestObserver:
             seconds = time.perf_counter() - start
             method, route = scope["method"], route_template(scope)
             self.metrics.observe_request(method, route, status, seconds)
-            if self.log.isEnabledFor(logging.INFO):
+            write = access_line_writer(self.log)
+            if write is not None:  # queued as it is, formatted and written by the log writer
+                write(method, route, status, seconds, rid)
+            elif self.log.isEnabledFor(logging.INFO):
                 self.log.info(
                     "%s %s %s",
                     method,

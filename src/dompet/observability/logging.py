@@ -1,75 +1,38 @@
-"""Structured logs: JSON lines (python-json-logger) carrying the request id, secrets scrubbed.
+"""Structured logs: JSON lines carrying the request id, secrets scrubbed, written off the
+request path.
 
 :class:`~dompet.observability.edge.RequestObserver` sets :data:`request_id` for each request and
 logs one access line per request (method, route template, status, duration; never the body,
 query or headers) on :data:`ACCESS_LOGGER`; :class:`RequestIdFilter` puts the id on every record.
-:class:`ScrubFilter` redacts pins, passwords, tokens and Authorization values from every record.
+Secrets are redacted from every line (:mod:`.scrub`). :func:`configure_logging` sends every
+record to one :class:`~.log_writer.LogWriter` on the root logger: the caller only queues, a
+thread scrubs, formats (orjson) and writes; :func:`access_line_writer` lets the access line
+skip the ``logging`` machinery when that writer is all it would reach.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from datetime import tzinfo
 
-from pythonjsonlogger.json import JsonFormatter
+from dompet.observability.log_writer import ACCESS_LOGGER, LineFormat, LogWriter
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "RequestIdFilter",
+    "access_line_writer",
+    "configure_logging",
+    "flush_logs",
+    "request_id",
+]
 
 request_id: ContextVar[str | None] = ContextVar("dompet_request_id", default=None)
 
-SECRET_KEYS = re.compile(
-    r"pin|password|passwd|secret|token|authorization|cookie|pepper", re.IGNORECASE
-)
-REDACTED = "[REDACTED]"
-_SECRET_IN_TEXT = re.compile(
-    r"""(?ix)
-    (bearer\s+)[A-Za-z0-9._~+/=-]+                                   # Authorization: Bearer x
-    | (["']?(?:pin|password|passwd|secret|[a-z_]*token|authorization|pepper)["']?
-       \s*[:=]\s*["']?)(?:bearer\s+)?[^"',\s}]+                      # "pin": "123456", token=x
-    """
-)
-_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
-"""SQLAlchemy puts a statement's bound values (pin hashes ...) into its error messages."""
-ACCESS_LOGGER = "dompet.access"
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-def scrub_text(text: str) -> str:
-    """The text with bearer tokens and ``key: value`` secrets replaced by [REDACTED]."""
-    return _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2) or "") + REDACTED, text)
-
-
-def _scrub_value(key: str, value: Any) -> Any:
-    if SECRET_KEYS.search(key):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: _scrub_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, str):
-        return scrub_text(value)
-    return value
-
-
-class ScrubFilter(logging.Filter):
-    """Redact secrets from the message, its arguments and any ``extra`` field."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
-        if isinstance(record.msg, str):
-            record.msg = scrub_text(record.msg)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            text = _SQL_PARAMETERS.sub("[parameters: [REDACTED]]", record.exc_text)
-            record.exc_text = scrub_text(text)
-            record.exc_info = None  # formatters must use the scrubbed exc_text
-        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate
-        for key in list(record.__dict__):
-            if key not in _RESERVED:
-                record.__dict__[key] = _scrub_value(key, record.__dict__[key])
-        return True
+AccessWrite = Callable[[str, str, int, float, str], None]
+"""(method, route template, status, seconds, request id) -> None."""
 
 
 class RequestIdFilter(logging.Filter):
@@ -80,29 +43,21 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
-    """Send every log record (uvicorn's included) to stderr, as JSON lines or plain text."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
-    handler.addFilter(ScrubFilter())
-    if json_lines:
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                timestamp=False,
-            )
-        )
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+def configure_logging(
+    level: str = "INFO", json_lines: bool = True, tz: tzinfo | None = None
+) -> None:
+    """Send every log record (uvicorn's included) to stderr, as JSON lines or plain text, with
+    times in ``tz`` (the display zone) as ISO 8601 with the offset. Replaces (and flushes) the
+    writer of an earlier call."""
+    writer = LogWriter(sys.stderr, LineFormat(json_lines=json_lines, tz=tz))
+    writer.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_dompet", False):
             root.removeHandler(old)
-    handler._dompet = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+            old.close()
+    writer._dompet = True  # type: ignore[attr-defined]
+    root.addHandler(writer)
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
@@ -112,3 +67,30 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+
+
+def access_line_writer(logger: logging.Logger) -> AccessWrite | None:
+    """The log writer's :meth:`~LogWriter.access` when an INFO record of ``logger`` would reach
+    that writer and nothing else (no other handler or filter on the way); None otherwise, and
+    then the access line is logged as a record."""
+    if logger.filters or not logger.isEnabledFor(logging.INFO):
+        return None
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or not current.propagate:
+            return None
+        current = current.parent
+    handlers = logging.root.handlers
+    if len(handlers) != 1:
+        return None
+    writer = handlers[0]
+    if type(writer) is not LogWriter or writer.level > logging.INFO:
+        return None
+    return writer.access
+
+
+def flush_logs() -> None:
+    """Write every queued line now (the app's shutdown: nothing is lost at exit)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LogWriter):
+            handler.flush()
