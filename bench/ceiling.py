@@ -23,14 +23,18 @@ async def server_store(url: str) -> LedgerStore:
     )
 
 
-async def store_ceiling(url: str, *, connections: int, duration: float) -> dict[str, Any]:
-    """``connections`` concurrent callers, each posting payments for ``duration`` seconds."""
+async def store_ceiling(
+    url: str, *, connections: int, duration: float, payers: int = 64
+) -> dict[str, Any]:
+    """``connections`` concurrent callers, each posting payments for ``duration`` seconds,
+    from up to ``payers`` accounts (round robin; 1: every payment from one account)."""
     store = await server_store(url)
     try:
         now = datetime.now(UTC)
         users = []
-        for i in range(max(2, min(connections, 64))):
-            user = User(new_id(), "Ceiling", str(i), f"0813{i:08d}", "Jakarta", now, now)
+        prefix = "0813" if payers > 1 else "0814"  # one database may serve both runs
+        for i in range(max(1, min(connections, payers))):
+            user = User(new_id(), "Ceiling", str(i), f"{prefix}{i:08d}", "Jakarta", now, now)
             await store.add_user(user, "not-a-real-hash")
             await store.post_journal(topup_journal(new_id(), user.id, 10**11, now))
             users.append(user.id)

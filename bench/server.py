@@ -82,7 +82,10 @@ class Server:
         log: Path,
         loop: str = "asyncio",
         writes: str = "one",
+        logs: str = "uvicorn",
     ) -> None:
+        """``logs="dompet"`` serves as `dompet serve` does: Dompet's logs at ``LOG_LEVEL``
+        (from ``env``, default INFO: the JSON access line of every request on)."""
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         cmd = [
@@ -97,7 +100,9 @@ class Server:
             "--workers",
             str(workers),
             "--log-level",
-            "warning",
+            env.get("LOG_LEVEL", "info").lower() if logs == "dompet" else "warning",
+            "--logs",
+            logs,
             "--loop",
             loop,
             "--writes",

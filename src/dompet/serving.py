@@ -114,7 +114,7 @@ def _setup_logging(options: ServeOptions, *, supervisor: bool = False) -> None:
         from dompet.observability.logging import configure_logging
 
         settings = Settings()
-        configure_logging(settings.log_level, settings.log_json)
+        configure_logging(settings.log_level, settings.log_json, settings.tz)
     elif supervisor:
         logging.config.dictConfig(LOGGING_CONFIG)
         logger.setLevel(options.log_level.upper())
@@ -285,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true", help="uvicorn's access log")
+    parser.add_argument(
+        "--logs",
+        choices=("uvicorn", "dompet"),
+        default="uvicorn",
+        help="uvicorn's log set-up, or Dompet's (JSON lines at LOG_LEVEL, as `dompet serve`)",
+    )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument(
         "--writes",
@@ -303,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             log_level=args.log_level,
             access_log=args.access_log,
+            logs=args.logs,
             loop=args.loop,
             writes=args.writes,
         )
