@@ -55,6 +55,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    prometheus_multiproc_dir: str | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+    """Set by `dompet serve --workers N` for its workers (a fresh private directory each run):
+    /metrics then reports the totals of every worker (prometheus-client's multiprocess mode)."""
 
     # -- MongoDB engine (issue 5) --
     mongodb_allow_standalone: bool = False

@@ -13,6 +13,12 @@ every worker gracefully (in-flight requests finish); a worker that cannot start 
 app factory failing) stops the whole server with uvicorn's exit code 3.  A worker whose
 supervisor vanished (SIGKILL) stops by itself, so no orphan keeps the port.
 
+Metrics: the supervisor makes a fresh private directory for the run and gives it to its
+workers as ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode: /metrics of
+any worker reports the totals of all), tells prometheus-client of each worker that exits
+(``mark_process_dead``) and removes the directory at the end. One process keeps its metrics
+in memory: the launcher removes the variable there.
+
 Used by ``dompet serve`` and by the benchmark::
 
     python -m dompet.serving bench.bare:create_app --host 127.0.0.1 --port 8000 --workers 2
@@ -27,9 +33,11 @@ import logging.config
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +52,7 @@ from dompet.serving_http import OneWriteHttpToolsProtocol
 
 logger = logging.getLogger("uvicorn.error")  # as uvicorn's own supervisor logs
 
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 LogSetup = Literal["uvicorn", "dompet"]
 EventLoop = Literal["asyncio", "uvloop"]
 Writes = Literal["one", "uvicorn"]
@@ -142,6 +151,7 @@ def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
 
 def _serve_in_process(options: ServeOptions) -> int:
     """What ``uvicorn.run`` does for one process: serve, exit code 3 if it never started."""
+    os.environ.pop(METRICS_DIR_VARIABLE, None)  # one process: its metrics in memory
     _setup_logging(options)
     server = uvicorn.Server(_uvicorn_config(options))
     with contextlib.suppress(KeyboardInterrupt):
@@ -192,6 +202,7 @@ class _Supervisor:
         self._stop = threading.Event()
         self._workers: list[BaseProcess] = []
         self.exit_code = 0
+        self.metrics_dir = ""
 
     def run(self) -> int:
         options = self.options
@@ -203,6 +214,10 @@ class _Supervisor:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        # Inherited by every worker spawned from now on: their metrics add up (module doc).
+        os.environ[METRICS_DIR_VARIABLE] = self.metrics_dir = tempfile.mkdtemp(
+            prefix="dompet-metrics-"
+        )
         try:
             logger.info(
                 "supervisor [%d] serving %s on http://%s:%d with %d workers (SO_REUSEPORT)",
@@ -219,6 +234,8 @@ class _Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            del os.environ[METRICS_DIR_VARIABLE]
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return self.exit_code
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
@@ -237,6 +254,7 @@ class _Supervisor:
             if process.is_alive():
                 continue
             process.join()
+            self._forget_metrics_of(process)
             if process.exitcode == STARTUP_FAILURE:
                 logger.error("worker [%s] failed to start; stopping the server", process.pid)
                 self.exit_code = STARTUP_FAILURE
@@ -256,7 +274,15 @@ class _Supervisor:
                 os.kill(process.pid, signal.SIGTERM)
         for process in self._workers:
             process.join()
+            self._forget_metrics_of(process)
             logger.info("worker [%s] stopped", process.pid)
+
+    def _forget_metrics_of(self, process: BaseProcess) -> None:
+        """A worker exited: its live gauges go (its counters stay in the totals)."""
+        from prometheus_client.multiprocess import mark_process_dead
+
+        if process.pid is not None:
+            mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
 
 def _claim_port(options: ServeOptions) -> ServeOptions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dompet.serving import bind_socket
 from tests.reliability.live import Process, process_env
@@ -256,3 +258,134 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+# -- metrics that add up over the workers --------------------------------------------------------
+def _call(
+    port: int, method: str, path: str, body: dict[str, object] | None = None, token: str = ""
+) -> tuple[str, str]:
+    """One request on a fresh connection (the kernel picks the worker): (worker prefix, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        assert resp.status == 200, text
+        return (resp.getheader("x-request-id") or "")[:16], text
+    finally:
+        conn.close()
+
+
+def _money_in_metrics(text: str) -> dict[str, float]:
+    wanted = {
+        ("dompet_money_moved_rupiah_total", "topup"),
+        ("dompet_money_moved_rupiah_total", "pay"),
+        ("dompet_money_movements_total", "pay"),
+    }
+    found = {
+        f"{s.name}{{{s.labels.get('kind')}}}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if (s.name, s.labels.get("kind")) in wanted
+    }
+    found["pay requests"] = sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "dompet_http_requests_total"
+        and s.labels == {"method": "POST", "route": "/pay", "status": "200"}
+    )
+    return found
+
+
+async def _ledger_money(database_url: str) -> dict[str, float]:
+    from dompet.domain.ledger import SystemAccount
+    from dompet.storage import open_store
+
+    store = await open_store(database_url)
+    try:
+        sums = (await store.snapshot()).posting_sums
+    finally:
+        await store.close()
+    return {
+        "dompet_money_moved_rupiah_total{topup}": -sums.get(SystemAccount.TOPUP, 0),
+        "dompet_money_moved_rupiah_total{pay}": sums.get(SystemAccount.PAYMENTS, 0),
+    }
+
+
+def _metrics_dir_of(pid: int) -> str:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert len(found) == 1
+    return found[0].split(b"=", 1)[1].decode()
+
+
+def test_metrics_of_two_workers_add_up_to_the_ledger(
+    serve: tuple[Process, int, int], database_env: dict[str, str]
+) -> None:
+    """Every scrape, whichever worker answers it, reports the money counters of all workers
+    (equal to the ledger's sums), also after a worker was killed and replaced; the metrics
+    directory is private to the run and removed when the server stops."""
+    server, port, workers = serve
+    _wait_for_prefixes(server, port, workers, set())
+    assert server.proc is not None
+    worker_pids = [p for p in _children(server.proc.pid) if "spawn_main" in _cmdline(p)]
+    metrics_dir = Path(_metrics_dir_of(worker_pids[0]))
+    assert {_metrics_dir_of(p) for p in worker_pids} == {str(metrics_dir)}
+    assert metrics_dir.stat().st_mode & 0o077 == 0  # private to the server's user
+
+    payers: Counter[str] = Counter()
+    pays = 0
+
+    def load(users: range) -> None:
+        nonlocal pays
+        for i in users:
+            phone = f"08119{i:06d}"
+            _call(
+                port,
+                "POST",
+                "/register",
+                {"first_name": "M", "phone_number": phone, "pin": "123456"},
+            )
+            login = json.loads(
+                _call(port, "POST", "/login", {"phone_number": phone, "pin": "123456"})[1]
+            )
+            token = login["result"]["access_token"]
+            _call(port, "POST", "/topup", {"amount": 100_000 + i}, token)
+            for k in range(3):
+                worker, _ = _call(port, "POST", "/pay", {"amount": 1_000 + i + k}, token)
+                payers[worker] += 1
+                pays += 1
+
+    def scrapes_agree() -> set[str]:
+        ledger = asyncio.run(_ledger_money(database_env["DATABASE_URL"]))
+        scraped_by: set[str] = set()
+        for _ in range(12):
+            worker, text = _call(port, "GET", "/metrics")
+            scraped_by.add(worker)
+            assert _money_in_metrics(text) == {
+                **ledger,
+                "dompet_money_movements_total{pay}": pays,
+                "pay requests": pays,
+            }, worker
+        return scraped_by
+
+    load(range(8))
+    assert len(payers) == workers, payers  # both took payments (else: p = 2**-23)
+    assert len(scrapes_agree()) == workers
+
+    dead = worker_pids[0]
+    assert list(metrics_dir.glob(f"gauge_livemostrecent_{dead}.db"))  # it answered a scrape
+    os.kill(dead, signal.SIGKILL)
+    _wait_for_prefixes(server, port, 1, set(payers))
+    assert not list(metrics_dir.glob(f"gauge_*_{dead}.db"))  # marked dead: its gauges went
+    assert list(metrics_dir.glob(f"counter_{dead}.db"))  # its counts stay in the totals
+    load(range(8, 12))
+    assert len(scrapes_agree()) == workers
+
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(timeout=BOUND) == 0, server.log_tail()
+    assert not metrics_dir.exists()

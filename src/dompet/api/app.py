@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    metrics = Metrics()
+    metrics = Metrics(settings.prometheus_multiproc_dir)
     app.state.metrics = metrics
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: every answer is seen
     install_openapi(app)

@@ -4,11 +4,20 @@ Request counts and latency per route template come from
 :class:`~dompet.observability.edge.RequestObserver`; money
 moved from the services' MoneyObservers; transfers by status, queue depth and settlement lag
 are read from the store at scrape time.
+
+With ``dompet serve --workers N`` the launcher gives the workers one fresh directory
+(``PROMETHEUS_MULTIPROC_DIR``, docs/observability.md): prometheus-client then keeps every
+worker's values in files there, and a scrape of any worker reports the sum over all of them
+(counters and histograms; a worker that died keeps its counts). The database-derived gauges
+are the same whoever reads them: the scraped worker sets them just before it answers, and
+``livemostrecent`` reports that latest value. One process keeps its values in memory, as
+before.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +27,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from dompet.services.ports import Clock
 from dompet.storage.port import LedgerStore
@@ -31,9 +41,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     """Every dompet_ metric of one app, in its own registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        """``multiprocess_dir``: PROMETHEUS_MULTIPROC_DIR, when this process is one of several
+        workers (prometheus-client then writes every value there)."""
         self.registry = CollectorRegistry(auto_describe=True)
+        self._multiprocess_dir = multiprocess_dir
         r = self.registry
+        database: Final = "livemostrecent"  # set at scrape time: the scraped worker's wins
         self.requests = Counter(
             "dompet_http_requests",
             "HTTP requests answered, by method, route template and status code.",
@@ -49,28 +63,34 @@ class Metrics:
         )
         self.money = Counter(
             "dompet_money_moved_rupiah",
-            "Rupiah moved by this process, by kind (topup, pay, transfer, tabung, tarik).",
+            "Rupiah moved through the API, by kind (topup, pay, transfer, tabung, tarik).",
             ["kind"],
             registry=r,
         )
         self.movements = Counter(
             "dompet_money_movements",
-            "Money movements made by this process, by kind.",
+            "Money movements made through the API, by kind.",
             ["kind"],
             registry=r,
         )
         self.transfers = Gauge(
-            "dompet_transfers", "Transfers in the database, by status.", ["status"], registry=r
+            "dompet_transfers",
+            "Transfers in the database, by status.",
+            ["status"],
+            registry=r,
+            multiprocess_mode=database,
         )
         self.queue_depth = Gauge(
             "dompet_settlement_queue_depth",
             "Transfers waiting to be credited (PENDING).",
             registry=r,
+            multiprocess_mode=database,
         )
         self.oldest_pending = Gauge(
             "dompet_settlement_oldest_pending_seconds",
             "Age of the oldest PENDING transfer (0 when none).",
             registry=r,
+            multiprocess_mode=database,
         )
         self.lag = Gauge(
             "dompet_settlement_lag_seconds",
@@ -78,11 +98,13 @@ class Metrics:
             "(quantile 0.5, 0.95 and 1 = max).",
             ["quantile"],
             registry=r,
+            multiprocess_mode=database,
         )
         self.settled_recently = Gauge(
             "dompet_settled_last_5m",
             "Transfers that became SUCCESS or FAILED in the last 5 minutes.",
             registry=r,
+            multiprocess_mode=database,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._money_children: dict[str, tuple[Counter, Counter]] = {}
@@ -127,7 +149,12 @@ class Metrics:
             self.lag.labels(label).set(_quantile(lags, q))
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The text format: this app's registry, or every worker's values summed."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
