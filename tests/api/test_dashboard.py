@@ -14,7 +14,7 @@ import pytest
 from dompet.config import Settings
 from dompet.container import Container, pin_hasher
 from dompet.domain.ledger import wallet_account
-from dompet.services.monitoring import OperatorService
+from dompet.services.monitoring import MonitoringService, OperatorService
 from tests.api.wallet_client import register, wait_for_status
 from tests.conftest import AsyncClientContext, fast_settings
 from tests.support.servers import RedisServer
@@ -165,7 +165,11 @@ async def test_summary_shows_flow_latency_workers_and_invariants(app: App) -> No
     transfer_id = sent.json()["result"]["transfer_id"]
     await wait_for_status(sender, transfer_id, "SUCCESS")
     await login(app.http)
-    body = await summary(app.http)
+    for _ in range(500):  # the worker records its counters at its next turn (a sweep interval)
+        body = await summary(app.http)
+        if body["workers"] and body["workers"][0]["settled"]:
+            break
+        await asyncio.sleep(0.01)
     assert body["counts"] == {"PENDING": 0, "SUCCESS": 1, "FAILED": 0}
     assert body["pending"] == 0
     assert body["oldest_pending_age_seconds"] is None
@@ -176,9 +180,38 @@ async def test_summary_shows_flow_latency_workers_and_invariants(app: App) -> No
     (worker,) = body["workers"]
     assert worker["kind"] == "inprocess"
     assert worker["alive"] is True
-    assert worker["settled"] >= 0
+    assert worker["settled"] == 1  # the in-process worker credited it
+    assert (worker["failed"], worker["failed_attempts"]) == (0, 0)
     assert body["invariants_ok"] is True
     assert body["failures"] == []
+    # Times in the display zone (Asia/Jakarta, as the APIs), ISO 8601 with the offset.
+    assert body["timezone"] == "Asia/Jakarta"
+    times = [body["generated_at"], worker["last_seen_at"], *(m["minute"] for m in body["minutes"])]
+    assert all(t.endswith("+07:00") for t in times), times
+    assert body["window_complete"] is True
+    assert len(body["minutes"]) == body["window_minutes"] == 16
+
+
+async def test_a_busy_window_is_shortened_to_the_minutes_its_samples_cover(app: App) -> None:
+    """More settlements in the window than are read: the figures cover the time the latest
+    ones cover, and say so, instead of undercounting the older minutes."""
+    sender = await register(app.http, "Sender")
+    target = await register(app.http, "Target")
+    assert (await sender.topup(50_000)).status_code == 200
+    for _ in range(5):
+        sent = await sender.transfer(target.user_id, 1_000, "x")
+        await wait_for_status(sender, sent.json()["result"]["transfer_id"], "SUCCESS")
+    store = app.container.store
+    clock = app.container.clock
+    full = await MonitoringService(store, clock).summary()
+    assert full.window_complete is True
+    assert sum(m.settled for m in full.minutes) == 5
+    short = await MonitoringService(store, clock, sample_limit=3).summary()
+    assert short.window_complete is False
+    in_window = await store.settled_since(short.window_start)
+    assert sum(m.settled for m in short.minutes) == len(in_window) == 2
+    assert short.minutes[0].minute == short.window_start.replace(second=0, microsecond=0)
+    assert short.throughput_per_minute == round(2 / short.window_minutes, 2)
 
 
 async def test_a_failed_settlement_is_listed_and_retried_with_csrf(app: App) -> None:

@@ -59,7 +59,7 @@ async def test_settle_soon_credits_each_transfer_once_without_a_claim(database_u
             worker.settle_soon(transfer)
         await worker.finish_first_attempts()
         assert not wake.is_set()
-        assert worker.settled == 20
+        assert worker.counters.settled == 20
         for transfer_id in ids:
             transfer = await store.get_transfer(transfer_id)
             assert transfer is not None

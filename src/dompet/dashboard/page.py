@@ -69,6 +69,7 @@ _PAGE = Template("""<!doctype html>
 <body>
 <header><h1>Dompet operations</h1>
 <span class="muted" style="color:#cbd2d9" id="updated"></span>
+<span class="muted" style="color:#cbd2d9" id="timezone"></span>
 $saq_link
 <span>$user</span>
 <form method="post" action="/dashboard/logout" style="margin:0">
@@ -82,7 +83,8 @@ $saq_link
 <section class="wide"><h2>Settled per minute (bars) and p95 latency (line)</h2>
 <div id="chart"></div></section>
 <section class="wide"><h2>Workers</h2><table><thead><tr><th>Worker</th><th>Kind</th>
-<th>State</th><th>Last heartbeat</th><th>Settled</th><th>Failed</th></tr></thead>
+<th>State</th><th>Last heartbeat</th><th>Settled</th><th>Refunded</th>
+<th>Failed attempts</th></tr></thead>
 <tbody id="workers"></tbody></table></section>
 <section class="wide"><h2>Recent failures</h2><div id="retry-result" class="muted"></div>
 <table><thead><tr><th>Transfer</th><th>Status</th><th>Amount</th><th>Attempts</th>
@@ -114,7 +116,10 @@ function ms(v) { return v === null || v === undefined ? "-" : (v < 1000 ? Math.r
   : (v / 1000).toFixed(1) + " s"); }
 function age(s) { return s === null || s === undefined ? "-" : (s < 120 ? s.toFixed(1) + " s"
   : Math.round(s / 60) + " min"); }
-function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) + " UTC" : "-"; }
+// Times come in the display zone with their offset ("2026-12-06T09:48:35.1+07:00").
+function offset(iso) { return iso.slice(-6); }
+function when(iso) { return iso ? iso.slice(0, 10) + " " + iso.slice(11, 19) + " " + offset(iso)
+  : "-"; }
 function rupiah(n) { return "Rp " + Number(n).toLocaleString("id-ID"); }
 function chart(minutes) {
   const W = 900, H = 180, L = 36, R = 44, T = 10, B = 22;
@@ -133,15 +138,16 @@ function chart(minutes) {
   let path = "";
   minutes.forEach((m, i) => {
     const x = L + i * slot + 2, w = Math.max(slot - 4, 1);
-    if (m.settled) {
-      const ok = svg("rect", {x: x, y: y(m.settled), width: w, height: H - B - y(m.settled),
-                              fill: "#3a8bbb", "class": "settled-bar"});
-      const title = svg("title", {}); title.textContent = m.minute.slice(11, 16) + " UTC: " +
-        m.settled + " settled, " + m.failed + " failed, p95 " + ms(m.p95_ms);
-      ok.append(title); box.append(ok);
-    }
-    if (m.failed) box.append(svg("rect", {x: x, y: y(m.settled + m.failed), width: w,
-      height: y(m.settled) - y(m.settled + m.failed), fill: "#e12d39"}));
+    const label = m.minute.slice(11, 16) + " " + offset(m.minute) + ": " + m.settled +
+      " settled, " + m.failed + " failed, p95 " + ms(m.p95_ms);
+    const bar = (top, bottom, fill, cls, count) => {
+      const rect = svg("rect", {x: x, y: y(top), width: w, height: y(bottom) - y(top),
+                                fill: fill, "class": cls, "data-count": count});
+      const title = svg("title", {}); title.textContent = label;
+      rect.append(title); box.append(rect);
+    };
+    if (m.settled) bar(m.settled, 0, "#3a8bbb", "settled-bar", m.settled);
+    if (m.failed) bar(m.settled + m.failed, m.settled, "#e12d39", "failed-bar", m.failed);
     if (m.p95_ms !== null) {
       path += (path ? " L" : "M") + (x + w / 2) + " " + yl(m.p95_ms);
       box.append(svg("circle", {cx: x + w / 2, cy: yl(m.p95_ms), r: 3, fill: "#f0b429"}));
@@ -173,19 +179,22 @@ function render(s) {
   replace("queue", ...queue);
   replace("latency", tile(ms(s.latency_ms.p50), "p50"), tile(ms(s.latency_ms.p95), "p95"),
           tile(ms(s.latency_ms.p99), "p99"),
-          tile(s.throughput_per_minute, "settled/min (" + s.window_minutes + " min)"));
+          tile(s.throughput_per_minute, "settled/min (" + (s.window_complete ? s.window_minutes +
+            " min" : "since " + s.window_start.slice(11, 16) + ", the latest settled") + ")"));
   const inv = el("div", {}, el("span", {"class": "badge " + (s.invariants_ok ? "good" : "bad"),
     id: "invariants-badge"}, s.invariants_ok ? "All invariants hold" : "INVARIANT VIOLATED"));
   for (const v of s.invariant_violations) inv.append(el("div", {"class": "err"}, v));
   inv.append(el("div", {"class": "muted"}, "checked " + when(s.invariants_checked_at)));
   replace("invariants", inv);
   replace("chart", chart(s.minutes));
-  replace("workers", ...(s.workers.length ? s.workers.map(w => el("tr", {},
-    el("td", {}, w.worker_id), el("td", {}, w.kind),
+  replace("workers", ...(s.workers.length ? s.workers.map(w => el("tr",
+    {"data-worker": w.worker_id}, el("td", {}, w.worker_id), el("td", {}, w.kind),
     el("td", {}, el("span", {"class": "dot " + (w.state === "stopped" ? "stopped" : (w.alive ?
       "ok" : "stale"))}), w.state === "stopped" ? "stopped" : (w.alive ? "alive" : "stale")),
-    el("td", {}, age(w.seconds_since_seen) + " ago"), el("td", {}, w.settled),
-    el("td", {}, w.failed))) : [el("tr", {}, el("td", {colspan: 6, "class": "muted"},
+    el("td", {}, age(w.seconds_since_seen) + " ago"), el("td", {"class": "settled"}, w.settled),
+    el("td", {"class": "refunded"}, w.failed),
+    el("td", {"class": "failed-attempts"}, w.failed_attempts))) : [el("tr", {},
+      el("td", {colspan: 7, "class": "muted"},
       "no worker has reported yet"))]));
   replace("failures", ...(s.failures.length ? s.failures.map(f => {
     const action = el("td", {});
@@ -199,8 +208,9 @@ function render(s) {
       el("td", {}, rupiah(f.amount)), el("td", {}, f.attempts),
       el("td", {"class": "err"}, f.last_error), el("td", {}, when(f.next_attempt_at)), action);
   }) : [el("tr", {}, el("td", {colspan: 7, "class": "muted"}, "no failures"))]));
-  document.getElementById("updated").textContent = "updated " + s.generated_at.slice(11, 19) +
-    " UTC";
+  document.getElementById("updated").textContent = "updated " + s.generated_at.slice(11, 19);
+  document.getElementById("timezone").textContent = "times in " + s.timezone + " (" +
+    offset(s.generated_at) + ")";
 }
 async function refresh() {
   try {

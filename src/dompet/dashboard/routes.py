@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -35,6 +36,8 @@ class Dashboard:
     signer: SessionSigner
     secure_cookie: bool
     refresh_seconds: float
+    tz: ZoneInfo
+    """The display time zone: every time the dashboard shows is in it, as the APIs'."""
     saq_mounted: bool = False
 
     @classmethod
@@ -69,7 +72,14 @@ class Dashboard:
             ),
             secure_cookie=settings.dashboard_secure_cookie,
             refresh_seconds=settings.dashboard_refresh_seconds,
+            tz=settings.tz,
         )
+
+    async def summary_json(self) -> dict[str, Any]:
+        """The summary as the page reads it: times in the display zone, with their offset."""
+        body: dict[str, Any] = to_json(await self.monitoring.summary(), self.tz)
+        body["timezone"] = self.tz.key
+        return body
 
     def session(self, request: Request) -> Session | None:
         return self.signer.read(request.cookies.get(COOKIE_NAME), self.container.clock())
@@ -164,13 +174,13 @@ async def page(request: Request) -> Response:
     session = dash.session(request)
     if session is None:
         return RedirectResponse(f"{LOGIN_PATH}?next=/dashboard", status_code=303)
-    summary = await dash.monitoring.summary()
+    summary = await dash.summary_json()
     nonce = secrets.token_urlsafe(16)
     return _html(
         dashboard_page(
             username=session.username,
             csrf_token=dash.signer.csrf_token(session),
-            summary_json=json.dumps(to_json(summary)),
+            summary_json=json.dumps(summary),
             refresh_ms=int(dash.refresh_seconds * 1000),
             saq_mounted=dash.saq_mounted,
             nonce=nonce,
@@ -182,7 +192,7 @@ async def page(request: Request) -> Response:
 @router.get("/api/summary")
 async def summary(request: Request) -> Response:
     dash, _ = _require_session(request)
-    return json_response(to_json(await dash.monitoring.summary()), 200)
+    return json_response(await dash.summary_json(), 200)
 
 
 @router.post("/api/transfers/{transfer_id}/retry")
@@ -197,16 +207,17 @@ async def retry(request: Request, transfer_id: str) -> Response:
     return json_response({"transfer_id": transfer_id, "retried": True}, 200)
 
 
-def to_json(value: Any) -> Any:
-    """Dataclasses, datetimes and dicts as plain JSON values."""
+def to_json(value: Any, tz: ZoneInfo) -> Any:
+    """Dataclasses, datetimes and dicts as plain JSON values; datetimes in ``tz``, ISO 8601
+    with the offset."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: to_json(getattr(value, f.name), tz) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.astimezone(tz).isoformat()
     if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {str(k): to_json(v, tz) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
+        return [to_json(v, tz) for v in value]
     return value
 
 

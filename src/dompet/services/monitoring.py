@@ -19,6 +19,9 @@ from dompet.storage.port import LedgerStore
 
 STOPPED_WORKERS_SHOWN_FOR = timedelta(hours=1)
 SILENT_WORKERS_SHOWN_FOR = timedelta(days=1)
+SAMPLE_LIMIT = 10_000
+"""Settlements read for the window's latency and throughput: with more in the window, the
+window is shortened to the time the latest ones cover, and the summary says so."""
 
 QueueDepth = Callable[[], Awaitable[dict[str, int]]]
 """Extra queue figures from the dispatch adapter (e.g. SAQ's queued/active counts)."""
@@ -43,7 +46,11 @@ class WorkerRow:
     seconds_since_seen: float
     alive: bool
     settled: int
+    """Transfers this worker credited (SUCCESS), as of its last heartbeat."""
     failed: int
+    """Transfers this worker refunded (FAILED)."""
+    failed_attempts: int
+    """Failed attempts it recorded (each is one of a transfer's ``attempts``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,12 @@ class Summary:
     oldest_pending_age_seconds: float | None
     queue: dict[str, int]
     window_minutes: int
+    window_start: datetime
+    """Where the window starts: a whole minute 15 minutes ago, or later (``window_complete``)."""
+    window_complete: bool
+    """False when more than SAMPLE_LIMIT transfers settled in 15 minutes: the window then
+    starts later, just after the oldest of the latest SAMPLE_LIMIT, and its first minute's
+    figures count from there."""
     latency_ms: dict[str, float | None]
     """p50/p95/p99 of accepted -> SUCCESS over the window."""
     throughput_per_minute: float
@@ -99,7 +112,9 @@ class MonitoringService:
         window: timedelta = timedelta(minutes=15),
         invariants_every: timedelta = timedelta(seconds=10),
         queue_depth: QueueDepth | None = None,
+        sample_limit: int = SAMPLE_LIMIT,
     ) -> None:
+        self._sample_limit = sample_limit
         self._store = store
         self._now = clock
         self._heartbeat_interval = heartbeat_interval
@@ -113,9 +128,14 @@ class MonitoringService:
         counts = await self._store.transfer_counts()
         oldest = await self._store.oldest_pending_created_at()
         since = (now - self._window).replace(second=0, microsecond=0)
-        samples = await self._store.settled_since(since)
+        samples = await self._store.settled_since(since, limit=self._sample_limit)
+        complete = len(samples) < self._sample_limit
+        if not complete:  # the latest only: from just after the oldest one read (its peers
+            # settled at the same microsecond may be among those not read)
+            since = min(sample.settled_at for sample in samples) + timedelta(microseconds=1)
+            samples = [sample for sample in samples if sample.settled_at >= since]
         minutes: dict[datetime, tuple[list[float], int]] = {}
-        cursor = since
+        cursor = since.replace(second=0, microsecond=0)
         while cursor <= now:
             minutes[cursor] = ([], 0)
             cursor += timedelta(minutes=1)
@@ -153,6 +173,8 @@ class MonitoringService:
             oldest_pending_age_seconds=(now - oldest).total_seconds() if oldest else None,
             queue=queue,
             window_minutes=window_minutes,
+            window_start=since,
+            window_complete=complete,
             latency_ms={
                 "p50": percentile(latencies, 50),
                 "p95": percentile(latencies, 95),
@@ -211,6 +233,7 @@ class MonitoringService:
             alive=state != "stopped" and age <= 3 * self._heartbeat_interval,
             settled=beat.settled,
             failed=beat.failed,
+            failed_attempts=_count(beat.info.get("failed_attempts")),
         )
 
     async def _invariant_report(self, now: datetime) -> tuple[datetime, InvariantReport]:
@@ -283,6 +306,11 @@ class OperatorService:
         if await self._hasher.verify(operator.password_hash, password):
             return operator.username
         return None
+
+
+def _count(text: str | None) -> int:
+    """A counter kept as text in a heartbeat's info (0 if absent: an older worker)."""
+    return int(text) if text is not None and text.isdecimal() else 0
 
 
 def _throttle_key(username: str) -> str:

@@ -19,9 +19,9 @@ from datetime import timedelta
 from dompet.domain.transfers import Transfer
 from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
-from dompet.services.settlement import Outcome, SettlementResult, SettlementService
+from dompet.services.settlement import SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
-from dompet.worker.heartbeat import Heartbeat
+from dompet.worker.heartbeat import Heartbeat, SettlementCounters
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,9 @@ class SettlementWorker:
         self._wake = wake or asyncio.Event()
         self._stopping = asyncio.Event()
         self._first_attempts: set[asyncio.Task[None]] = set()
-        self.settled = 0
-        self.failed = 0
+        self.counters = SettlementCounters()
         self.heartbeat = Heartbeat(
-            store,
-            clock,
-            config.worker_id,
-            config.kind,
-            lambda: (self.settled, self.failed),
-            config.heartbeat_interval,
+            store, clock, config.worker_id, config.kind, self.counters, config.heartbeat_interval
         )
         self.purge: PeriodicPurge | None = None
         if config.idempotency_purge_interval is not None:
@@ -131,8 +125,8 @@ class SettlementWorker:
             result = None
         if result is None:
             self._wake.set()
-        elif result.outcome is Outcome.SETTLED:
-            self.settled += 1
+        else:
+            self.counters.count(result.outcome)
 
     async def run_once(self) -> list[SettlementResult]:
         """Claim one batch of due transfers and settle them (stopping early if asked to)."""
@@ -149,10 +143,7 @@ class SettlementWorker:
                 if self._stopping.is_set():
                     return None
                 result = await self._settlement.settle_transfer(transfer)
-            if result.outcome in (Outcome.RETRY_LATER, Outcome.REFUNDED):
-                self.failed += 1
-            elif result.outcome is Outcome.SETTLED:
-                self.settled += 1
+            self.counters.count(result.outcome)
             return result
 
         outcomes = await asyncio.gather(*(settle(t) for t in claimed))
@@ -207,6 +198,6 @@ class SettlementWorker:
         log.info(
             "settlement worker %s stopped (settled %d, released %d)",
             self._config.worker_id,
-            self.settled,
+            self.counters.settled,
             released,
         )

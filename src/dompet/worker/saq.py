@@ -30,7 +30,7 @@ from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
 from dompet.services.settlement import Outcome, SettlementResult, SettlementService
 from dompet.storage.port import LedgerStore
-from dompet.worker.heartbeat import Heartbeat
+from dompet.worker.heartbeat import Heartbeat, SettlementCounters
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,11 @@ class SaqSettlement:
         self.queue = queue
         self._sweep_after = sweep_after
         self._sweep_batch = sweep_batch
-        self.settled = 0
-        self.failed = 0
+        self.counters = SettlementCounters()
 
     async def settle(self, transfer_id: str) -> SettlementResult:
         result = await self._settlement.settle(transfer_id)
-        if result.outcome is Outcome.SETTLED:
-            self.settled += 1
-        elif result.outcome in (Outcome.RETRY_LATER, Outcome.REFUNDED):
-            self.failed += 1
+        self.counters.count(result.outcome)
         if result.outcome is Outcome.RETRY_LATER:
             transfer = await self._store.get_transfer(transfer_id)
             if transfer is not None and transfer.next_attempt_at is not None:
@@ -197,7 +193,7 @@ async def run_saq_worker(
         container.clock,
         worker_id,
         "saq",
-        lambda: (runner.settled, runner.failed),
+        runner.counters,
         settings.worker_heartbeat_seconds,
         {"queue": settings.saq_queue_name, "concurrency": str(concurrency)},
     )
