@@ -54,9 +54,9 @@ async def store_ceiling(
                     errors += 1
                 latencies.append(time.perf_counter() - started)
 
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller(i) for i in range(connections)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     finally:
         await store.close()
     latencies.sort()
@@ -67,4 +67,5 @@ async def store_ceiling(
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
         "errors": errors,
         "requests": count,
+        "extra": {"caller CPU us/request": cpu * 1e6 / max(count, 1)},
     }

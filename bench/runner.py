@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.ceiling import server_store, store_ceiling
-from bench.server import Server
+from bench.server import Server, cpu_seconds
 from bench.wrk import WrkResult, get_lua, post_lua, run_wrk
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import topup_journal, wallet_account
@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         choices=("all", "pay"),
         default="all",
-        help="pay: only the payment scenarios (bare, /pay at INFO and WARNING, one payer)",
+        help="pay: only the payment scenarios (bare, /pay at INFO and WARNING, one payer, and "
+        "the store alone)",
     )
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 10.0)
@@ -115,7 +116,15 @@ def http(
         return json.loads(resp.read()), dict(resp.headers)
 
 
-def figure(name: str, result: WrkResult, peak_mb: float) -> Figure:
+def figure(
+    name: str, result: WrkResult, peak_mb: float, server: Server, db_cpu: float | None
+) -> Figure:
+    """A scenario's figures, with the CPU time per request of the server's processes and of
+    the database server's (PostgreSQL; SQLite runs inside the server)."""
+    per_request = 1e6 / max(result.requests, 1)
+    extra = {"server CPU us/request": server.cpu_sampled * per_request}
+    if db_cpu is not None:
+        extra["PostgreSQL CPU us/request"] = db_cpu * per_request
     return Figure(
         name=name,
         rps=result.rps,
@@ -124,14 +133,31 @@ def figure(name: str, result: WrkResult, peak_mb: float) -> Figure:
         errors=result.errors,
         requests=result.requests,
         peak_mb=peak_mb,
+        extra=extra,
     )
 
 
+class DatabaseCpu:
+    """CPU seconds of the database server's processes over a span (None for SQLite)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self._start = 0.0
+
+    def start(self) -> None:
+        if self.pid is not None:
+            self._start = cpu_seconds(self.pid)
+
+    def stop(self) -> float | None:
+        return None if self.pid is None else cpu_seconds(self.pid) - self._start
+
+
 @contextlib.contextmanager
-def database(engine: str, tmp: Path) -> Iterator[tuple[str, str]]:
-    """(app database URL, ceiling database URL) on the chosen engine, durable commits."""
+def database(engine: str, tmp: Path) -> Iterator[tuple[str, str, DatabaseCpu]]:
+    """(app database URL, ceiling database URL, the server's CPU) on the chosen engine,
+    durable commits."""
     if engine == "sqlite":
-        yield f"sqlite:///{tmp}/dompet.db", f"sqlite:///{tmp}/ceiling.db"
+        yield f"sqlite:///{tmp}/dompet.db", f"sqlite:///{tmp}/ceiling.db", DatabaseCpu(None)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.support.servers import PostgresServer
@@ -142,7 +168,12 @@ def database(engine: str, tmp: Path) -> Iterator[tuple[str, str]]:
         for setting in ("fsync = on", "synchronous_commit = on", "full_page_writes = on"):
             server.execute(f"ALTER SYSTEM SET {setting}")
         server.execute("SELECT pg_reload_conf()")
-        yield server.create_database("dompet_bench"), server.create_database("dompet_ceiling")
+        assert server.proc is not None
+        yield (
+            server.create_database("dompet_bench"),
+            server.create_database("dompet_ceiling"),
+            DatabaseCpu(server.proc.pid),
+        )
     finally:
         server.stop()
 
@@ -189,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        with database(args.engine, tmp) as (app_url, ceiling_url):
+        with database(args.engine, tmp) as (app_url, ceiling_url, db_cpu):
             env = {
                 "DATABASE_URL": app_url,
                 "DOMPET_ENV": "development",
@@ -202,22 +233,27 @@ def main(argv: list[str] | None = None) -> int:
             }
             run_bare(args, env, tmp, report)
             asyncio.run(migrate(app_url))
-            run_dompet(args, env, tmp, report, app_url)
-            if args.only == "all":
-                asyncio.run(migrate(ceiling_url))
+            run_dompet(args, env, tmp, report, app_url, db_cpu)
+            # The store alone, for every run: the database's ceilings of its payments.
+            asyncio.run(migrate(ceiling_url))
+            for name, connections, payers in (
+                ("store alone: pay journal", args.connections, 64),
+                (HOT_STORE, hot_connections(args), 1),
+            ):
+                db_cpu.start()
                 ceiling = asyncio.run(
-                    store_ceiling(ceiling_url, connections=args.connections, duration=args.duration)
-                )
-                report.figures.append(Figure(name="store alone: pay journal", **ceiling))
-                hot = asyncio.run(
                     store_ceiling(
                         ceiling_url,
-                        connections=hot_connections(args),
+                        connections=connections,
                         duration=args.duration,
-                        payers=1,
+                        payers=payers,
                     )
                 )
-                report.figures.append(Figure(name=HOT_STORE, **hot))
+                spent = db_cpu.stop()
+                if spent is not None:
+                    per_journal = 1e6 / max(ceiling["requests"], 1)
+                    ceiling["extra"]["PostgreSQL CPU us/request"] = spent * per_journal
+                report.figures.append(Figure(name=name, **ceiling))
     finally:
         if not args.keep:
             import shutil
@@ -248,7 +284,8 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], tmp: Path, report: R
             duration=args.duration,
             threads=args.threads,
         )
-        report.figures.append(figure("bare FastAPI POST /pay", result, server.stop_sampling()))
+        peak = server.stop_sampling()
+        report.figures.append(figure("bare FastAPI POST /pay", result, peak, server, None))
     finally:
         server.stop()
 
@@ -295,7 +332,12 @@ class Dompet:
 
 
 def run_dompet(
-    args: argparse.Namespace, env: dict[str, str], tmp: Path, report: Report, url: str
+    args: argparse.Namespace,
+    env: dict[str, str],
+    tmp: Path,
+    report: Report,
+    url: str,
+    db_cpu: DatabaseCpu,
 ) -> None:
     dompet = Dompet(args, env, tmp)
     try:
@@ -326,6 +368,7 @@ def run_dompet(
             assert dompet.server is not None
             profiler = profile(dompet.server, name, args.duration)
             dompet.server.start_sampling()
+            db_cpu.start()
             result = run_wrk(
                 dompet.server.url + path,
                 lua,
@@ -333,7 +376,9 @@ def run_dompet(
                 duration=args.duration,
                 threads=args.threads,
             )
-            report.figures.append(figure(name, result, dompet.server.stop_sampling()))
+            spent = db_cpu.stop()
+            peak = dompet.server.stop_sampling()
+            report.figures.append(figure(name, result, peak, dompet.server, spent))
             if profiler is not None:
                 profiler.wait()
             print(
@@ -364,7 +409,7 @@ def run_dompet(
         wrk("POST /transfer", "/transfer", post_lua("/transfer", bodies, tokens))
         lags = asyncio.run(settlement_lags(url, since))
         fig = report.figures[-1]
-        fig.extra = {"lag_p50_ms": lags[0], "lag_p99_ms": lags[1], "settled": lags[2]}
+        fig.extra.update({"lag_p50_ms": lags[0], "lag_p99_ms": lags[1], "settled": lags[2]})
 
         accounts = []
         for i in range(n_users):
@@ -409,7 +454,7 @@ def run_dompet(
             connections=min(4, args.connections),
         )
         whole = http(base, "GET", "/transactions", token=history_token)[0]["result"]
-        report.figures[-1].extra = {"entries_returned": float(len(whole))}
+        report.figures[-1].extra["entries_returned"] = float(len(whole))
     finally:
         dompet.stop()
         report.peak_process_mb = dompet.peak_kib / 1024

@@ -57,6 +57,24 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its live descendants, plus what the children it
+    has reaped used (a PostgreSQL backend that exited still counts)."""
+    total = 0
+    for current in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if current == pid:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / CLOCK_TICKS
+
+
 def listening_sockets(port: int) -> int:
     """TCP sockets in LISTEN state on ``port`` (IPv4), from /proc/net/tcp."""
     try:
@@ -121,6 +139,8 @@ class Server:
         self._peak_kib = 0
         self._sampling = False
         self._thread: threading.Thread | None = None
+        self._cpu_at_start = 0.0
+        self.cpu_sampled = 0.0
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
         """Until ``path`` answers and every worker listens: wrk connects in a burst, and the
@@ -156,6 +176,7 @@ class Server:
     def start_sampling(self) -> None:
         self._peak_kib = 0
         self._sampling = True
+        self._cpu_at_start = cpu_seconds(self.proc.pid)
 
         def sample() -> None:
             while self._sampling:
@@ -166,8 +187,10 @@ class Server:
         self._thread.start()
 
     def stop_sampling(self) -> float:
-        """Stop sampling; the peak RSS of the process tree in MB while sampling."""
+        """Stop sampling; the peak RSS of the process tree in MB while sampling (and its CPU
+        seconds in :attr:`cpu_sampled`)."""
         self._sampling = False
+        self.cpu_sampled = cpu_seconds(self.proc.pid) - self._cpu_at_start
         if self._thread is not None:
             self._thread.join()
         return max(self._peak_kib, self.rss_kib()) / 1024
