@@ -89,3 +89,21 @@ def test_inprocess_harness_reports_cpu_per_request(tmp_path: Path) -> None:
         "GET /transactions?limit=50 (3 pages)",  # 120 top-ups + its own top-up: 50 + 50 + 21
     ]
     assert all(int(line.split(": ")[1].split()[0]) > 0 for line in lines)
+
+
+def test_edge_cost_reports_the_access_line_and_the_metrics() -> None:
+    """`python -m bench.edgecost` prints CPU µs of the access line (both paths) and of the
+    request metrics (in memory and in multiprocess mode)."""
+    cmd = [sys.executable, "-m", "bench.edgecost"]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "access line as a tuple (RequestObserver)",
+        "access line as a record",
+        "metrics of a request, in memory (one process)",
+        "metrics of a request, multiprocess (--workers N)",
+    ]
+    figures = [float(word) for line in lines for word in line.split() if word[:1].isdigit()]
+    assert len(figures) == 6
+    assert all(figure > 0 for figure in figures)
