@@ -107,3 +107,14 @@ def test_edge_cost_reports_the_access_line_and_the_metrics() -> None:
     figures = [float(word) for line in lines for word in line.split() if word[:1].isdigit()]
     assert len(figures) == 6
     assert all(figure > 0 for figure in figures)
+
+
+def test_levels_interleaves_info_and_warning() -> None:
+    """`python -m bench.levels` serves /pay at INFO and at WARNING in alternating order."""
+    cmd = [sys.executable, "-m", "bench.levels", "--rounds", "2", "--duration", "1"]
+    cmd += ["--connections", "4"]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    heads = [line.split(":")[0] for line in run.stdout.splitlines()]
+    assert heads == ["round 1 INFO", "round 1 WARNING", "round 2 WARNING", "round 2 INFO"]
+    assert all(", 0 errors" in line for line in run.stdout.splitlines())

@@ -9,8 +9,9 @@ and queues the record. The access line of
 handler it would reach. A daemon thread wakes every :data:`WRITE_INTERVAL` seconds, scrubs
 each record (:class:`~.scrub.ScrubFilter`; access lines by :func:`~.scrub.scrub_text`, the
 same redaction), formats it (orjson) and writes the whole batch at once. Built, scrubbed,
-formatted and written by the event loop, the access line had cost POST /pay some 75 µs of
-CPU per request, half of the request itself (BENCHMARKS.md, stop 19).
+formatted and written by the event loop, the access line had cost POST /pay about 60 µs of
+CPU per request, a quarter of it over HTTP; now 2.6 µs, most of it in the thread
+(BENCHMARKS.md, stop 19).
 
 A line reaches the stream at most :data:`WRITE_INTERVAL` after it was logged; ``flush()``
 (the app's shutdown, ``logging.shutdown`` at exit) writes what is queued at once. A stream
