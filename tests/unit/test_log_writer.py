@@ -228,3 +228,26 @@ def test_closing_writes_what_is_left_and_later_records_at_once(
         assert [json.loads(line)["request_id"] for line in stream.lines()] == ["r1"]
         logging.getLogger("dompet.test").warning("after close")
         assert json.loads(stream.lines()[-1])["message"] == "after close"
+
+
+def test_plain_text_access_lines_match_the_record_path_too(stream: Stream) -> None:
+    """LOG_JSON=0: the fast path writes the line the record path writes (time aside)."""
+    writer = LogWriter(stream, LineFormat(json_lines=False, tz=JAKARTA))  # type: ignore[arg-type]
+    writer.addFilter(RequestIdFilter())
+    try:
+        with alone_on_root(writer):
+            access = logging.getLogger(ACCESS_LOGGER)
+            write = access_line_writer(access)
+            assert write is not None
+            write("GET", "/saldo/{no_rekening}", 400, 0.002, "pin=1234")
+            token = request_id.set("pin=1234")
+            try:
+                access.info("%s %s %s", "GET", "/saldo/{no_rekening}", 400)
+            finally:
+                request_id.reset(token)
+            writer.flush()
+    finally:
+        writer.close()
+    fast, slow = (line.split(" ", 1) for line in stream.lines())
+    assert fast[1] == slow[1] == "INFO dompet.access [pin=[REDACTED]] GET /saldo/{no_rekening} 400"
+    assert datetime.fromisoformat(fast[0]).utcoffset() == timedelta(hours=7)
