@@ -26,6 +26,7 @@ from sqlalchemy import text
 from bench.ceiling import server_store, store_ceiling
 from bench.server import Server
 from bench.wrk import WrkResult, get_lua, post_lua, run_wrk
+from dompet.config import Settings
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.domain.transfers import TransferStatus
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "writes": args.writes,
             "wrk_threads": args.threads,
             "entries": args.entries,
-            "sqlite_synchronous": os.environ.get("SQLITE_SYNCHRONOUS", "FULL"),
+            "sqlite_synchronous": Settings().sqlite_synchronous,
         }
     )
     print(

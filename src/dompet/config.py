@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
@@ -55,6 +55,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    # -- SQL engines (storage/sql/engine.py: SqlSettings) --
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    """SQLite's ``PRAGMA synchronous``; NORMAL trades the last commits on power loss for speed."""
+    sqlite_writer_lock: bool = True
+    """SQLite writers of different processes hand over through a lock file (off: A/B runs)."""
+    pg_pool_size: int = Field(default=20, ge=1)
+    """PostgreSQL connections per process (a fixed pool, no overflow)."""
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     # -- MongoDB engine (issue 5) --
     mongodb_allow_standalone: bool = False

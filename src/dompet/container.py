@@ -20,6 +20,7 @@ from dompet.services.settlement import SettlementService
 from dompet.services.wallet import LoginPolicy, WalletService
 from dompet.storage import open_store
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.engine import SqlSettings
 from dompet.worker.inprocess import SettlementWorker, WakeDispatcher, WorkerConfig, worker_name
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,23 @@ def pin_hasher(settings: Settings) -> Argon2PinHasher:
     )
 
 
+def sql_settings(settings: Settings) -> SqlSettings:
+    """The SQL engines' settings (SQLITE_SYNCHRONOUS, SQLITE_WRITER_LOCK, PG_POOL_SIZE)."""
+    return SqlSettings(
+        sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_writer_lock=settings.sqlite_writer_lock,
+        pg_pool_size=settings.pg_pool_size,
+    )
+
+
 async def open_settings_store(settings: Settings) -> LedgerStore:
     """The store of ``settings.database_url``, rendering history items in the display zone's
-    layout as it writes them; the caller closes it."""
+    layout as it writes them, on the engine settings given; the caller closes it."""
     return await open_store(
         settings.database_url,
         history_layout=history_layout(settings.tz),
         mongodb_allow_standalone=settings.mongodb_allow_standalone,
+        sql_settings=sql_settings(settings),
     )
 
 

@@ -24,7 +24,7 @@ from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import SQLITE_READERS, postgres_pool_size
+from dompet.storage.sql.engine import SQLITE_READERS, SqlSettings
 from dompet.storage.sql.rendered_history import rendered_page, rendered_pages
 from dompet.storage.sql.store import SqlStore, _entries_page
 from tests.contract.helpers import new_user, top_up
@@ -173,7 +173,7 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
         assert held["most"] == 0
         assert store._hot_reader is not None
     else:
-        assert 1 <= held["most"] <= postgres_pool_size()
+        assert 1 <= held["most"] <= SqlSettings().pg_pool_size
 
 
 async def test_the_sqlite_hot_reader_refuses_writes(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ async def test_a_failed_driver_read_drops_its_connection(store: LedgerStore) -> 
     assert isinstance(store, SqlStore)
     user = await new_user(store)
     await top_up(store, user.id, 7)
-    for _ in range(max(SQLITE_READERS, postgres_pool_size()) + 1):  # none is leaked
+    for _ in range(max(SQLITE_READERS, SqlSettings().pg_pool_size) + 1):  # none is leaked
         with pytest.raises(RuntimeError):
             async with store._read_driver():
                 raise RuntimeError("the read failed")

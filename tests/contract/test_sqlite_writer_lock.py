@@ -25,6 +25,7 @@ from dompet.domain.ledger import deposit_journal, savings_account, wallet_accoun
 from dompet.domain.savings import Customer
 from dompet.storage import migrate
 from dompet.storage.sql.engine import (
+    SqlSettings,
     WriterLock,
     _InlineSqliteConnection,
     create_engines,
@@ -50,12 +51,6 @@ async def held_by_another_process(lock_file: Path) -> bool:
     code = await probe.wait()
     assert code in (0, 3), code
     return code == 3
-
-
-@pytest.fixture(autouse=True)
-def _writer_lock_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment says (SQLITE_WRITER_LOCK=off is for A/B benchmarks)."""
-    monkeypatch.setenv("SQLITE_WRITER_LOCK", "on")
 
 
 @pytest.fixture
@@ -296,5 +291,22 @@ async def test_two_processes_writing_at_once_keep_the_ledger_whole(
         expected = 2 * (TASKS * ROUNDS + 1) * DEPOSIT
         assert await store.balance(savings_account(account.no_rekening)) == expected
         assert check(await store.snapshot()).ok
+    finally:
+        await store.close()
+
+
+async def test_the_lock_can_be_turned_off_for_ab_runs(sqlite_url: str) -> None:
+    """SQLITE_WRITER_LOCK=off: writers leave other processes to SQLite's busy handler."""
+    store = await SqlStore.open(sqlite_url, settings=SqlSettings(sqlite_writer_lock=False))
+    try:
+        await new_user(store)
+        assert store._group is not None
+        assert store._group._conn is not None
+        fairy = await store._group._conn.get_raw_connection()
+        driver = fairy.driver_connection
+        assert isinstance(driver, _InlineSqliteConnection)
+        assert driver.writer_lock is None
+        async with store._write():
+            assert not await held_by_another_process(lock_file(sqlite_url))
     finally:
         await store.close()

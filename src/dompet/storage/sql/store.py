@@ -85,10 +85,10 @@ from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
     SQLITE_READERS,
+    SqlSettings,
     create_engines,
     is_sqlite,
     open_sqlite_reader,
-    postgres_pool_size,
 )
 from dompet.storage.sql.group_commit import GroupCommitWriter
 from dompet.storage.sql.priority import PriorityGate
@@ -129,6 +129,7 @@ class SqlStore:
         reader: AsyncEngine,
         engine_name: str,
         history_layout: ItemLayout | None = None,
+        pool_size: int = SqlSettings().pg_pool_size,
     ) -> None:
         self._writer = writer
         self._reader = reader
@@ -138,7 +139,7 @@ class SqlStore:
         # SQLite: reads in flight at once (FIFO). PostgreSQL: every checkout, read or write,
         # passes one pool-sized gate (FIFO, settlement first), so none waits in the pool.
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
-        self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
+        self._pg_gate = PriorityGate(pool_size) if engine_name != "sqlite" else None
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
         # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
@@ -158,10 +159,15 @@ class SqlStore:
         )
 
     @classmethod
-    async def open(cls, database_url: str, history_layout: ItemLayout | None = None) -> SqlStore:
-        writer, reader = create_engines(database_url)
+    async def open(
+        cls,
+        database_url: str,
+        history_layout: ItemLayout | None = None,
+        settings: SqlSettings = SqlSettings(),
+    ) -> SqlStore:
+        writer, reader = create_engines(database_url, settings)
         engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
-        return cls(writer, reader, engine_name, history_layout)
+        return cls(writer, reader, engine_name, history_layout, settings.pg_pool_size)
 
     async def close(self) -> None:
         if self._page_batches is not None:
