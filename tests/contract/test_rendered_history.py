@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import update
 
 from dompet.api.presenters import WalletPresenter, fixed_utc_offset, history_layout
+from dompet.domain.history import ItemField, ItemLayout
 from dompet.domain.ids import new_id
 from dompet.domain.invariants import check
 from dompet.domain.ledger import (
@@ -36,7 +37,7 @@ from dompet.domain.money import MAX_AMOUNT
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage import migrate, open_store
-from dompet.storage.port import ItemField, ItemLayout, LedgerStore, RenderedItems
+from dompet.storage.port import LedgerStore, RenderedItems
 from dompet.storage.sql.rendered_history import rendered_pages
 from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings

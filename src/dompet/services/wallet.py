@@ -14,6 +14,7 @@ from dompet.domain.errors import (
     TargetNotFound,
     Unauthenticated,
 )
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import IdempotencyKey
 from dompet.domain.ids import is_uuid, new_id
 from dompet.domain.ledger import (
@@ -38,7 +39,7 @@ from dompet.services.ports import (
     TokenPair,
     TransferDispatcher,
 )
-from dompet.storage.port import ItemLayout, LedgerStore, RenderedItems
+from dompet.storage.port import LedgerStore, RenderedItems
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dompet.storage.port import ItemLayout, LedgerStore
+from dompet.domain.history import ItemLayout
+from dompet.storage.port import LedgerStore
 
 if TYPE_CHECKING:
     from dompet.storage.sql.engine import SqlSettings

@@ -1,5 +1,8 @@
 """The storage port: everything the services need from a database, engine-neutral.
 
+A store may render history pages itself (``render_entries``) in an ``ItemLayout`` the API
+gives it (``domain/history.py``; the keys are the API's, ``api/presenters.py``).
+
 Every method is one atomic step in the store. Money-moving methods apply a whole journal in one
 transaction, with the overdraft guard and the balance change as one statement (or one document
 update inside a transaction), never a read-modify-write in Python.
@@ -7,59 +10,20 @@ update inside a transaction), never a read-modify-write in Python.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
-from dompet.domain.ledger import Entry, Journal, JournalKind
+from dompet.domain.ledger import Entry, Journal
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-
-
-class ItemField(StrEnum):
-    """What a value of a rendered history item is (see :class:`ItemLayout`)."""
-
-    STATUS = "status"
-    USER_ID = "user_id"
-    ENTRY_TYPE = "entry_type"
-    AMOUNT = "amount"
-    REMARKS = "remarks"
-    BALANCE_BEFORE = "balance_before"
-    BALANCE_AFTER = "balance_after"
-    DISPLAY_TIME = "display_time"
-    """``YYYY-MM-DD HH:MM:SS`` of the entry's time plus ``ItemLayout.utc_offset_seconds``."""
-
-
-DISPLAY_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-"""The instants a fixed display offset is checked over (``WalletPresenter``): an entry dated
-outside them is never rendered by the store."""
-
-
-@dataclass(frozen=True, slots=True)
-class ItemLayout:
-    """History items as JSON objects a store can build itself (``render_entries``).
-
-    Each object holds the entry's reference under ``references[kind]``, then ``fields`` in
-    their order. Keys are plain names (``[a-z_]+``), so they need no escaping.
-    """
-
-    references: tuple[tuple[JournalKind, str], ...]
-    fields: tuple[tuple[ItemField, str], ...]
-    utc_offset_seconds: int
-
-    def __post_init__(self) -> None:
-        for _, key in (*self.references, *self.fields):
-            if re.fullmatch("[a-z_]+", key) is None:
-                raise ValueError(f"item key {key!r} is not a plain name")
 
 
 class RenderedItems(NamedTuple):

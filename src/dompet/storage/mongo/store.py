@@ -37,6 +37,7 @@ from dompet.domain.errors import (
     OperatorTaken,
     PhoneTaken,
 )
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import (
     Claimed,
     ClaimOutcome,
@@ -69,7 +70,7 @@ from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.mongo.client import Document, MongoConnection, connect, stamp, unstamp
-from dompet.storage.port import ItemLayout, RenderedItems
+from dompet.storage.port import RenderedItems
 
 IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
 KEY_REUSED = "This Idempotency-Key was already used with a different request."

@@ -6,11 +6,12 @@ CPU. Built by the database as one JSON text per entry, the same page takes about
 (``docs/read-path.md``). One statement per page; its rows are ``(sequence, item)``. Most items
 are stored with their posting when it is written (``history_items.py``): a page reads those
 back and builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored
-ones with the same expression (``postgresql_written_item``), and ``dompet reconcile`` compares
-them with it (``misrendered_postings``).
+ones with the same expression (``postgresql_written_item``).
 
-The item is the same JSON text ``WalletPresenter.transactions`` and orjson give, byte for byte
-(``tests/contract/test_rendered_history.py``): SQLite builds it with ``json_object``;
+This is the SQL form of ``domain.history.HistoryItems``, the one definition of an item, for
+where Python does not run. It gives the same JSON text as the presenter and orjson, byte for
+byte (``tests/contract/test_rendered_history.py``; ``dompet reconcile`` holds every stored
+item, PostgreSQL's included, to the Python definition): SQLite builds it with ``json_object``;
 PostgreSQL, whose ``json_build_object`` writes ``"key" : value``, by concatenation with
 ``to_json`` quoting the text. The display time is the stored UTC time plus the layout's fixed
 offset, cut to whole seconds; an entry dated outside ``DISPLAY_RANGE`` gets a NULL item, and
@@ -30,7 +31,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
     literal_column,
     select,
     true,
@@ -39,9 +39,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
+from dompet.domain.history import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
-from dompet.storage.history_items import layout_fingerprint
-from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.storage.sql.account_order import ABOVE_EVERY_ID, account_slice
 from dompet.storage.sql.tables import Money, postings, transfers
 
@@ -185,25 +184,6 @@ def rendered_pages(layout: ItemLayout) -> Any:
         )
         .select_from(wanted.outerjoin(page, true()))
         .group_by(wanted.c.page)
-    )
-
-
-@functools.cache
-def misrendered_postings(layout: ItemLayout, engine_name: str) -> Any:
-    """The ids of the postings whose item, stored in ``layout``, is not the one the posting
-    renders to now (``dompet reconcile``): the read path's own expression on every row."""
-    sources = _read_sources(
-        func.substr(postings.c.account_id, len(WALLET_PREFIX) + 1), entry_status()
-    )
-    now = case((_dated(engine_name, sources), _item(layout, engine_name, sources)))
-    return (
-        select(postings.c.id)
-        .select_from(entries_from())
-        .where(
-            postings.c.item_layout == literal(layout_fingerprint(layout), BigInteger),
-            postings.c.item.is_distinct_from(now),
-        )
-        .order_by(postings.c.id)
     )
 
 

@@ -46,6 +46,7 @@ from dompet.domain.errors import (
     OperatorTaken,
     PhoneTaken,
 )
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import (
     Claimed,
     ClaimOutcome,
@@ -79,7 +80,7 @@ from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
-from dompet.storage.port import ItemLayout, RenderedItems
+from dompet.storage.port import RenderedItems
 from dompet.storage.sql import pg_journal
 from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.batched_reads import ReadBatcher
@@ -95,7 +96,6 @@ from dompet.storage.sql.priority import PriorityGate
 from dompet.storage.sql.rendered_history import (
     entries_from,
     entry_status,
-    misrendered_postings,
     postgresql_written_item,
     rendered_page,
     rendered_pages,
@@ -788,10 +788,7 @@ class SqlStore:
                     .scalars()
                     .all()
                 )
-                misrendered: Sequence[int] = []
-                if self._items is not None:
-                    query = misrendered_postings(self._items.layout, self.engine_name)
-                    misrendered = (await conn.execute(query)).scalars().all()
+                misrendered = await self._misrendered(conn)
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -801,8 +798,48 @@ class SqlStore:
             unbalanced_journals=list(unbalanced),
             misjournaled_transfers=misjournaled,
             miscopied_entries=[str(e) for e in miscopied],
-            misrendered_entries=[str(e) for e in misrendered],
+            misrendered_entries=misrendered,
         )
+
+    async def _misrendered(self, conn: AsyncConnection) -> list[str]:
+        """The postings whose stored history item (in this store's layout) is not the item
+        their entry renders to now (``ItemRenderer.render``, the one definition of an item):
+        whichever engine, or writer, stored it."""
+        items = self._items
+        if items is None:
+            return []
+        c = postings.c
+        rows = await conn.stream(
+            select(
+                c.id,
+                c.kind,
+                c.reference,
+                c.account_id,
+                c.amount,
+                c.remarks,
+                c.balance_before,
+                c.balance_after,
+                c.created_at,
+                c.item,
+            )
+            .where(c.item_layout == items.fingerprint)
+            .order_by(c.id)
+        )
+        misrendered: list[str] = []
+        async for row in rows:
+            now = items.render(
+                _KINDS[row.kind],
+                row.reference,
+                row.account_id,
+                int(row.amount),
+                row.remarks,
+                _int_or_none(row.balance_before),
+                _int_or_none(row.balance_after),
+                row.created_at,
+            )
+            if row.item != now:
+                misrendered.append(str(row.id))
+        return misrendered
 
     # -- idempotency keys --------------------------------------------------------------------
     async def claim_idempotency(
