@@ -1,7 +1,7 @@
 """The SQL history read path: the page queries' plans (SQLite, PostgreSQL), and reads' hold on
 connections.
 
-SqlStore.entries runs the compiled Core select on the driver connection (no SQLAlchemy result
+The history reads run the compiled Core select on the driver connection (no SQLAlchemy result
 layer); these tests pin what makes a page cheap: the keyset index, primary-key joins, and at
 most a bounded number of reads holding a pooled connection at once.
 """
@@ -24,6 +24,8 @@ from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.access.postgresql import PostgresAccess
+from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.engine import SQLITE_READERS, SqlSettings
 from dompet.storage.sql.rendered_history import rendered_page, rendered_pages
 from dompet.storage.sql.store import SqlStore, _entries_page
@@ -68,7 +70,7 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
         ]
         with sqlite3.connect(tmp_path / "plan.db") as db:
             for build, shape, keyset, transfer in shapes:
-                query = store._driver_select(build, *shape)
+                query = store.access.compiled(build, *shape)
                 plan = [
                     str(row[3])
                     for row in db.execute(
@@ -126,7 +128,7 @@ async def test_postgresql_pages_far_below_other_accounts_use_the_account_index(
         ]
         fingerprint = layout_fingerprint(layout)
         for build, shape, params in shapes:
-            query = store._driver_select(build, *shape)
+            query = store.access.compiled(build, *shape)
             arguments = query.arguments({**params, "limit": 50, "item_layout": fingerprint})
             plan = "\n".join(row[0] for row in await db.fetch("EXPLAIN " + query.sql, *arguments))
             assert "ix_postings_account_id_id" in plan, plan
@@ -158,7 +160,9 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
     def checkin(*_: Any) -> None:
         held["now"] -= 1
 
-    engine = store._reader.sync_engine
+    access = store.access
+    assert isinstance(access, SqliteAccess | PostgresAccess)
+    engine = access.reader.sync_engine
     event.listen(engine, "checkout", checkout)
     event.listen(engine, "checkin", checkin)
     try:
@@ -169,9 +173,9 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
         event.remove(engine, "checkout", checkout)
         event.remove(engine, "checkin", checkin)
     assert all([e.amount for e in page] == [3, 2] for page in pages)
-    if store.engine_name == "sqlite":
+    if isinstance(access, SqliteAccess):
         assert held["most"] == 0
-        assert store._hot_reader is not None
+        assert access._hot is not None  # the hot reads' own connection
     else:
         assert 1 <= held["most"] <= SqlSettings().pg_pool_size
 
@@ -183,24 +187,62 @@ async def test_the_sqlite_hot_reader_refuses_writes(tmp_path: Path) -> None:
     store = await open_store(url)
     try:
         assert isinstance(store, SqlStore)
+        access = store.access
+        assert isinstance(access, SqliteAccess)
         user = await new_user(store)
         account = wallet_account(user.id)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            store._sqlite_reader().execute(
-                "UPDATE accounts SET balance = 10 WHERE id = ?", (account,)
-            )
+            access.hot_reader().execute("UPDATE accounts SET balance = 10 WHERE id = ?", (account,))
         assert await store.balance(account) == 0
     finally:
         await store.close()
-    assert store._hot_reader is None  # closed with the store
+    assert access._hot is None  # closed with the store
 
 
-async def test_a_failed_driver_read_drops_its_connection(store: LedgerStore) -> None:
+async def test_a_failed_read_gives_its_connection_back(store: LedgerStore) -> None:
+    """A read whose block fails gives its slot and connection back; none is leaked."""
     assert isinstance(store, SqlStore)
     user = await new_user(store)
     await top_up(store, user.id, 7)
-    for _ in range(max(SQLITE_READERS, SqlSettings().pg_pool_size) + 1):  # none is leaked
+    for _ in range(max(SQLITE_READERS, SqlSettings().pg_pool_size) + 1):
         with pytest.raises(RuntimeError):
-            async with store._read_driver():
+            async with store.access.read():
                 raise RuntimeError("the read failed")
+        if isinstance(store.access, PostgresAccess):
+            with pytest.raises(RuntimeError):
+                async with store.access.raw():
+                    raise RuntimeError("the read failed")
     assert [e.amount for e in await store.entries(wallet_account(user.id))] == [7]
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"], indirect=True)
+async def test_a_broken_raw_connection_is_dropped(store: LedgerStore) -> None:
+    """PostgreSQL: a raw connection that broke (or whose statement was cancelled midway) is
+    not given back to the pool; one whose statement merely failed is."""
+    assert isinstance(store, SqlStore)
+    access = store.access
+    assert isinstance(access, PostgresAccess)
+    dropped: list[object] = []
+
+    def invalidated(*_: Any) -> None:
+        dropped.append(None)
+
+    engine = access.writer.sync_engine
+    event.listen(engine, "invalidate", invalidated)
+    try:
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with access.raw() as driver:
+                await driver.fetch("SELECT * FROM no_such_table")
+        assert dropped == []
+        with pytest.raises(asyncpg.InterfaceError):
+            async with access.raw():
+                raise asyncpg.InterfaceError("the connection broke")
+        assert len(dropped) == 1
+        with pytest.raises(asyncio.CancelledError):
+            async with access.raw():
+                raise asyncio.CancelledError
+        assert len(dropped) == 2
+    finally:
+        event.remove(engine, "invalidate", invalidated)
+    user = await new_user(store)
+    assert await store.get_user(user.id) == user

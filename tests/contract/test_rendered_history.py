@@ -213,7 +213,7 @@ async def test_pages_read_at_once_are_the_pages_read_one_by_one(database_url: st
         assert one_by_one[2].size == 1
         if store.engine_name == "postgresql":  # the batches' own statement ran
             assert isinstance(store, SqlStore)
-            assert any(key[0] is rendered_pages for key in store._driver_selects)
+            assert any(key[0] is rendered_pages for key in store.access.compiled.built)
 
 
 @pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])

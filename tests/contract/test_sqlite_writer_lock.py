@@ -24,6 +24,7 @@ from dompet.domain.invariants import check
 from dompet.domain.ledger import deposit_journal, savings_account, wallet_account
 from dompet.domain.savings import Customer
 from dompet.storage import migrate
+from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.engine import (
     SqlSettings,
     WriterLock,
@@ -88,7 +89,7 @@ async def test_held_only_while_a_write_transaction_is_open(
         user = await new_user(sql_store)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert not await held_by_another_process(path)
-        async with sql_store._write():
+        async with sql_store.access.write():
             assert await held_by_another_process(path)
         assert not await held_by_another_process(path)
 
@@ -96,7 +97,7 @@ async def test_held_only_while_a_write_transaction_is_open(
         held_inside: list[bool] = []
 
         async def failing_write() -> None:
-            async with sql_store._write():
+            async with sql_store.access.write():
                 held_inside.append(await held_by_another_process(path))
                 raise RuntimeError("boom")
 
@@ -177,9 +178,9 @@ async def test_a_writer_waits_for_another_process_holding_the_lock(
 
 async def writer_lock_of(store: SqlStore) -> WriterLock:
     """The lock object of the store's shared SQLite writer connection (open)."""
-    assert store._group is not None
-    assert store._group._conn is not None
-    fairy = await store._group._conn.get_raw_connection()
+    assert isinstance(store.access, SqliteAccess)
+    assert store.access.group._conn is not None
+    fairy = await store.access.group._conn.get_raw_connection()
     driver = fairy.driver_connection
     assert isinstance(driver, _InlineSqliteConnection)
     assert driver.writer_lock is not None
@@ -233,8 +234,8 @@ def _write_many(
             await asyncio.gather(*(task(u) for u in user_ids))
             lock = await writer_lock_of(store)
             assert not lock.held
-            assert store._group is not None
-            return lock.acquired, store._group.commits, errors
+            assert isinstance(store.access, SqliteAccess)
+            return lock.acquired, store.access.group.commits, errors
         finally:
             await store.close()
 
@@ -300,13 +301,13 @@ async def test_the_lock_can_be_turned_off_for_ab_runs(sqlite_url: str) -> None:
     store = await SqlStore.open(sqlite_url, settings=SqlSettings(sqlite_writer_lock=False))
     try:
         await new_user(store)
-        assert store._group is not None
-        assert store._group._conn is not None
-        fairy = await store._group._conn.get_raw_connection()
+        assert isinstance(store.access, SqliteAccess)
+        assert store.access.group._conn is not None
+        fairy = await store.access.group._conn.get_raw_connection()
         driver = fairy.driver_connection
         assert isinstance(driver, _InlineSqliteConnection)
         assert driver.writer_lock is None
-        async with store._write():
+        async with store.access.write():
             assert not await held_by_another_process(lock_file(sqlite_url))
     finally:
         await store.close()

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from enum import Enum
-from types import SimpleNamespace
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
@@ -31,8 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.errors import (
     AccountBlocked,
@@ -82,17 +77,16 @@ from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import RenderedItems
 from dompet.storage.sql import pg_journal
+from dompet.storage.sql.access import ConnectionAccess, Statement
+from dompet.storage.sql.access.postgresql import PostgresAccess
+from dompet.storage.sql.access.sqlite import SqliteAccess, sqlite_timestamp
 from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
-    SQLITE_READERS,
     SqlSettings,
     create_engines,
     is_sqlite,
-    open_sqlite_reader,
 )
-from dompet.storage.sql.group_commit import GroupCommitWriter
-from dompet.storage.sql.priority import PriorityGate
 from dompet.storage.sql.rendered_history import (
     entries_from,
     entry_status,
@@ -102,7 +96,6 @@ from dompet.storage.sql.rendered_history import (
 )
 from dompet.storage.sql.tables import (
     Money,
-    UtcDateTime,
     accounts,
     customers,
     idempotency_keys,
@@ -110,6 +103,7 @@ from dompet.storage.sql.tables import (
     login_throttle,
     operators,
     postings,
+    time_columns,
     transfers,
     used_refresh_tokens,
     users,
@@ -124,37 +118,28 @@ class SqlStore:
     """One store over SQLite or PostgreSQL. Every public method is one transaction."""
 
     def __init__(
-        self,
-        writer: AsyncEngine,
-        reader: AsyncEngine,
-        engine_name: str,
-        history_layout: ItemLayout | None = None,
-        pool_size: int = SqlSettings().pg_pool_size,
+        self, access: SqliteAccess | PostgresAccess, history_layout: ItemLayout | None = None
     ) -> None:
-        self._writer = writer
-        self._reader = reader
-        self.engine_name = engine_name
-        # SQLite: one shared writer connection whose callers' transactions commit in groups.
-        self._group = GroupCommitWriter(writer) if engine_name == "sqlite" else None
-        # SQLite: reads in flight at once (FIFO). PostgreSQL: every checkout, read or write,
-        # passes one pool-sized gate (FIFO, settlement first), so none waits in the pool.
-        self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
-        self._pg_gate = PriorityGate(pool_size) if engine_name != "sqlite" else None
-        self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
-        self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
-        # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
-        self._hot_reader: sqlite3.Connection | None = None
+        self.access: ConnectionAccess = access
+        """The connection access (``access/``): the engine's one way in."""
+        self.engine_name = access.engine_name
+        # The journal writer's own way in, until it has a module per engine of its own.
+        self._sqlite = access if isinstance(access, SqliteAccess) else None
+        self._postgres = access if isinstance(access, PostgresAccess) else None
         # wallet entries' history items, rendered as they are written (history_items.py)
         self._items = ItemRenderer(history_layout) if history_layout is not None else None
         self._pg_items = (
-            (postgresql_written_item(history_layout, writer.dialect), self._items.fingerprint)
-            if self._items is not None and engine_name == "postgresql"
+            (
+                postgresql_written_item(history_layout, access.writer.dialect),
+                self._items.fingerprint,
+            )
+            if self._items is not None and self._postgres is not None
             else None
         )
         # PostgreSQL: the history pages wanted at the same time go as one statement.
         self._page_batches: _PageBatches | None = (
             ReadBatcher(self._rendered_pages, in_flight=PAGE_BATCHES, most=PAGE_BATCH_SIZE)
-            if engine_name == "postgresql"
+            if self._postgres is not None
             else None
         )
 
@@ -166,81 +151,23 @@ class SqlStore:
         settings: SqlSettings = SqlSettings(),
     ) -> SqlStore:
         writer, reader = create_engines(database_url, settings)
-        engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
-        return cls(writer, reader, engine_name, history_layout, settings.pg_pool_size)
+        if is_sqlite(database_url):
+            return cls(SqliteAccess(writer, reader), history_layout)
+        return cls(PostgresAccess(writer, reader, settings.pg_pool_size), history_layout)
 
     async def close(self) -> None:
         if self._page_batches is not None:
             await self._page_batches.close()
-        if self._hot_reader is not None:
-            self._hot_reader.close()
-            self._hot_reader = None
-        if self._group is not None:
-            await self._group.close()
-        await self._writer.dispose()
-        if self._reader is not self._writer:
-            await self._reader.dispose()
+        await self.access.close()
 
     async def ping(self) -> None:
-        async with self._reader.connect() as conn:
+        async with self.access.read() as conn:
             await conn.execute(select(literal(1)))
-
-    def _write(self, priority: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
-        """One write transaction; it has committed (durably) when the block has exited.
-
-        ``priority`` (SQLite): take the shared writer's next turn before waiting requests --
-        for settlements, so the credit of an accepted transfer does not queue behind new work.
-        """
-        if self._group is not None:
-            return self._group.transaction(priority)
-        return self._pg_write(priority)
-
-    @asynccontextmanager
-    async def _pg_write(self, priority: bool) -> AsyncIterator[AsyncConnection]:
-        """PostgreSQL: a write transaction, through the gate (``priority``: served first)."""
-        assert self._pg_gate is not None
-        async with self._pg_gate.slot(priority), self._writer.begin() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._read_slot(), self._reader.connect() as conn:  # FIFO: no starvation
-            yield conn
-
-    def _read_slot(self) -> AbstractAsyncContextManager[Any]:
-        """The right to check a reader connection out (see ``__init__``)."""
-        if self._pg_gate is not None:
-            return self._pg_gate.slot()
-        assert self._read_slots is not None
-        return self._read_slots
-
-    def _sqlite_reader(self) -> sqlite3.Connection:
-        """SQLite: the hot reads' connection (statements run inline on the loop thread)."""
-        if self._hot_reader is None:
-            self._hot_reader = open_sqlite_reader(self._reader.url)
-        return self._hot_reader
-
-    @asynccontextmanager
-    async def _read_driver(self) -> AsyncIterator[Any]:
-        """PostgreSQL: a read slot and a pooled connection's driver connection (asyncpg).
-
-        For the hot reads that skip SQLAlchemy's execution layer (see ``_driver_rows``): half
-        the cost of ``_read`` per call. Back to the pool (reset) after; dropped on an error.
-        """
-        async with self._read_slot():
-            pooled = await self._reader.raw_connection()
-            try:
-                yield pooled.driver_connection
-            except BaseException:
-                await greenlet_spawn(pooled.invalidate)
-                raise
-            finally:
-                await greenlet_spawn(pooled.close)
 
     # -- wallet users ------------------------------------------------------------------------
     async def add_user(self, user: User, pin_hash: str) -> None:
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 await conn.execute(
                     insert(users).values(
                         id=user.id,
@@ -260,7 +187,7 @@ class SqlStore:
             raise PhoneTaken() from exc
 
     async def find_credentials(self, phone_number: str) -> Credentials | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             row = (
                 await conn.execute(
                     select(users.c.id, users.c.pin_hash).where(users.c.phone_number == phone_number)
@@ -269,17 +196,13 @@ class SqlStore:
         return Credentials(user_id=row.id, pin_hash=row.pin_hash) if row else None
 
     async def get_user(self, user_id: str) -> User | None:
-        if self._group is None:  # PostgreSQL: straight to the driver (a hot read)
-            async with self._pg_raw() as raw:
-                record = await raw.fetchrow(_PG_GET_USER, user_id)
-            return _user(_pg_row(record)) if record else None
-        row = self._sqlite_row(_SQLITE_GET_USER, user_id)
+        row = await self.access.fetch_row(GET_USER, user_id)  # a hot read
         return _user(row) if row else None
 
     async def update_profile(
         self, user_id: str, changes: ProfileChanges, now: datetime
     ) -> User | None:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             row = (
                 await conn.execute(
                     update(users)
@@ -292,7 +215,7 @@ class SqlStore:
 
     # -- login throttling and refresh tokens -------------------------------------------------
     async def login_locked_until(self, phone_number: str) -> datetime | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             value: datetime | None = (
                 await conn.execute(
                     select(login_throttle.c.locked_until).where(
@@ -310,8 +233,8 @@ class SqlStore:
         locked = and_(
             login_throttle.c.locked_until.is_not(None), login_throttle.c.locked_until > now
         )
-        async with self._write() as conn:
-            upsert = self._insert(login_throttle).values(
+        async with self.access.write() as conn:
+            upsert = self.access.upsert(login_throttle).values(
                 phone_number=phone_number, failures=1, locked_until=None
             )
             row = (
@@ -340,14 +263,14 @@ class SqlStore:
             return locked_until
 
     async def clear_login_failures(self, phone_number: str) -> None:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             await conn.execute(
                 delete(login_throttle).where(login_throttle.c.phone_number == phone_number)
             )
 
     async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 await conn.execute(
                     insert(used_refresh_tokens).values(
                         jti=jti, user_id=user_id, expires_at=expires_at
@@ -360,7 +283,7 @@ class SqlStore:
     # -- savings customers -------------------------------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 await conn.execute(
                     insert(customers).values(
                         id=customer.id,
@@ -378,7 +301,7 @@ class SqlStore:
                     customer.created_at,
                 )
         except IntegrityError as exc:
-            async with self._read() as conn:
+            async with self.access.read() as conn:
                 taken = (
                     await conn.execute(
                         select(customers.c.nik, customers.c.no_hp).where(
@@ -395,7 +318,7 @@ class SqlStore:
             raise AccountNumberTaken() from exc
 
     async def get_customer(self, no_rekening: str) -> Customer | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             row = (
                 await conn.execute(select(customers).where(customers.c.no_rekening == no_rekening))
             ).first()
@@ -414,12 +337,12 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._group is None:  # PostgreSQL: one statement
+        if self._sqlite is None:  # PostgreSQL: one statement
             entries = await self._pg_journal(journal, idem=idem)
             assert entries is not None
             return entries
         # SQLite: a job on the shared writer (group_commit.py)
-        return await self._group.run(
+        return await self._sqlite.group.run(
             functools.partial(self._post_sqlite, journal, idem, None),
             savepoint=_needs_savepoint(journal),
         )
@@ -427,11 +350,11 @@ class SqlStore:
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._group is None:  # PostgreSQL: one statement, with the transfer row
+        if self._sqlite is None:  # PostgreSQL: one statement, with the transfer row
             entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
             assert entries is not None
             return entries
-        return await self._group.run(
+        return await self._sqlite.group.run(
             functools.partial(self._post_sqlite, journal, idem, transfer),
             savepoint=_needs_savepoint(journal),
         )
@@ -439,11 +362,11 @@ class SqlStore:
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        if self._group is None:  # PostgreSQL: one statement, the flip with the journal
+        if self._sqlite is None:  # PostgreSQL: one statement, the flip with the journal
             closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
             return closed is not None
         # SQLite: settlement goes first
-        return await self._group.run(
+        return await self._sqlite.group.run(
             functools.partial(self._close_sqlite, transfer_id, status, journal, now), priority=True
         )
 
@@ -479,25 +402,9 @@ class SqlStore:
         self._apply_sqlite(raw, journal)
         return True
 
-    def _sqlite_row(self, sql: str, *args: Any) -> Any:
-        """SQLite: the one row of a single-statement read, as attributes (timestamps aware
-        UTC, as tables.UtcDateTime gives them), on the hot reads' connection."""
-        cursor = self._sqlite_reader().execute(sql, args)
-        row = cursor.fetchone()
-        names = [column[0] for column in cursor.description]
-        cursor.close()
-        if row is None:
-            return None
-        return SimpleNamespace(
-            **{
-                name: _sqlite_utc(value) if name in _TIME_COLUMNS and value is not None else value
-                for name, value in zip(names, row, strict=True)
-            }
-        )
-
     def _insert_transfer_sqlite(self, raw: sqlite3.Connection, transfer: Transfer) -> None:
         """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
-        at = self._timestamp(transfer.created_at)
+        at = sqlite_timestamp(transfer.created_at)
         raw.execute(
             _SQLITE_INSERT_TRANSFER,
             (
@@ -518,16 +425,13 @@ class SqlStore:
         """Flip a PENDING transfer to ``status``; how many rows changed (0 or 1)."""
         cursor = raw.execute(
             _SQLITE_CLOSE_TRANSFER,
-            (status.value, self._timestamp(now), transfer_id, TransferStatus.PENDING.value),
+            (status.value, sqlite_timestamp(now), transfer_id, TransferStatus.PENDING.value),
         )
         return cursor.rowcount
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
-        if self._group is None:  # PostgreSQL: straight to the driver (each settlement reads)
-            async with self._pg_raw(urgent=True) as raw:
-                record = await raw.fetchrow(_PG_GET_TRANSFER, transfer_id)
-            return _transfer(_pg_row(record)) if record else None
-        row = self._sqlite_row(_SQLITE_GET_TRANSFER, transfer_id)
+        # a hot read: each settlement reads its transfer first
+        row = await self.access.fetch_row(GET_TRANSFER, transfer_id, urgent=True)
         return _transfer(row) if row else None
 
     async def claim_due_transfers(
@@ -544,7 +448,7 @@ class SqlStore:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             rows = (
                 await conn.execute(
                     update(transfers)
@@ -558,7 +462,7 @@ class SqlStore:
     async def record_settlement_failure(
         self, transfer_id: str, error: str, next_attempt_at: datetime
     ) -> Transfer | None:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             row = (
                 await conn.execute(
                     update(transfers)
@@ -578,7 +482,7 @@ class SqlStore:
         return _transfer(row) if row else None
 
     async def retry_transfer_now(self, transfer_id: str, now: datetime) -> bool:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             result = await conn.execute(
                 update(transfers)
                 .where(transfers.c.id == transfer_id, transfers.c.status == TransferStatus.PENDING)
@@ -587,7 +491,7 @@ class SqlStore:
         return result.rowcount == 1
 
     async def set_account_blocked(self, account_id: str, blocked: bool) -> bool:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             result = await conn.execute(
                 update(accounts)
                 .where(accounts.c.id == account_id, accounts.c.kind != AccountKind.SYSTEM)
@@ -596,7 +500,7 @@ class SqlStore:
         return result.rowcount == 1
 
     async def balance(self, account_id: str) -> int | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             value: int | None = (
                 await conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id))
             ).scalar_one_or_none()
@@ -610,11 +514,11 @@ class SqlStore:
         before: int | None = None,
         oldest_first: bool = False,
     ) -> list[Entry]:
-        page = self._driver_select(
+        page = self.access.compiled(
             _entries_page, self.engine_name, before is not None, oldest_first, limit is not None
         )
-        rows = await self._driver_rows(page, _page_params(account_id, limit, before))
-        return _entries(rows, account_id, self._driver_time)
+        rows = await self.access.fetch(page, _page_params(account_id, limit, before))
+        return _entries(rows, account_id, self.access.utc)
 
     async def render_entries(
         self,
@@ -634,13 +538,13 @@ class SqlStore:
     ) -> RenderedItems | None:
         """One history page (or all of it), one statement."""
         account_id, user_id, before = page
-        query = self._driver_select(
+        query = self.access.compiled(
             rendered_page, layout, self.engine_name, before is not None, limit is not None
         )
         params = _page_params(
             account_id, limit, before, user_id=user_id, item_layout=layout_fingerprint(layout)
         )
-        rows = await self._driver_rows(query, params)
+        rows = await self.access.fetch(query, params)
         items = [row[1] for row in rows]
         if None in items:  # an entry dated outside DISPLAY_RANGE
             return None
@@ -663,37 +567,14 @@ class SqlStore:
             "limit": limit,
             "item_layout": layout_fingerprint(layout),
         }
-        rows = await self._driver_rows(self._driver_select(rendered_pages, layout), params)
+        rows = await self.access.fetch(self.access.compiled(rendered_pages, layout), params)
         by_page = {row[0]: row for row in rows}
         return [_rendered(by_page[number]) for number in range(1, len(pages) + 1)]
 
     async def entry_of_journal(self, journal_id: str, account_id: str) -> Entry | None:
-        query = self._driver_select(_journal_entry_query)
-        rows = await self._driver_rows(query, {"journal_id": journal_id, "account_id": account_id})
-        return _entries(rows, account_id, self._driver_time)[0] if rows else None
-
-    def _driver_select(self, build: Callable[..., Any], *shape: Hashable) -> _DriverSelect:
-        """``build(*shape)``'s select, compiled once for this store's dialect."""
-        key = (build, *shape)
-        found = self._driver_selects.get(key)
-        if found is None:
-            found = self._driver_selects[key] = _DriverSelect(build(*shape), self._reader.dialect)
-        return found
-
-    async def _driver_rows(
-        self, query: _DriverSelect, params: dict[str, Any]
-    ) -> Sequence[Sequence[Any]]:
-        """Run ``query`` on a driver connection: bare rows, no SQLAlchemy result layer.
-
-        For the hot reads (a history page or all of it) SQLAlchemy's per-row processing cost
-        more than the query itself. One statement, so it needs no transaction of its own.
-        """
-        args = query.arguments(params)
-        if self.engine_name == "sqlite":  # inline on the loop thread: it never waits (WAL)
-            return self._sqlite_reader().execute(query.sql, args).fetchall()
-        async with self._read_driver() as driver:
-            records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)  # asyncpg
-        return records
+        query = self.access.compiled(_journal_entry_query)
+        rows = await self.access.fetch(query, {"journal_id": journal_id, "account_id": account_id})
+        return _entries(rows, account_id, self.access.utc)[0] if rows else None
 
     async def snapshot(self) -> LedgerSnapshot:
         previous_after = (
@@ -706,89 +587,85 @@ class SqlStore:
             .where(postings.c.balance_before.is_not(None))
             .subquery()
         )
-        async with self._reader.connect() as conn:
-            if self.engine_name == "postgresql":
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                balances = (
+        async with self.access.read(consistent=True) as conn:
+            balances = (
+                await conn.execute(
+                    select(accounts.c.id, accounts.c.balance).where(
+                        accounts.c.kind != AccountKind.SYSTEM
+                    )
+                )
+            ).all()
+            sums = (
+                await conn.execute(
+                    select(postings.c.account_id, func.sum(postings.c.amount)).group_by(
+                        postings.c.account_id
+                    )
+                )
+            ).all()
+            pending = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(transfers.c.amount), 0)).where(
+                        transfers.c.status == TransferStatus.PENDING
+                    )
+                )
+            ).scalar_one()
+            broken_entries = (
+                (
                     await conn.execute(
-                        select(accounts.c.id, accounts.c.balance).where(
-                            accounts.c.kind != AccountKind.SYSTEM
+                        select(postings.c.id).where(
+                            postings.c.balance_before.is_not(None),
+                            postings.c.balance_after
+                            != postings.c.balance_before + postings.c.amount,
                         )
                     )
-                ).all()
-                sums = (
+                )
+                .scalars()
+                .all()
+            )
+            broken_chains = (
+                (
                     await conn.execute(
-                        select(postings.c.account_id, func.sum(postings.c.amount)).group_by(
-                            postings.c.account_id
+                        select(chained.c.account_id)
+                        .where(
+                            chained.c.balance_before != func.coalesce(chained.c.previous_after, 0)
                         )
+                        .distinct()
                     )
-                ).all()
-                pending = (
+                )
+                .scalars()
+                .all()
+            )
+            unbalanced = (
+                (
                     await conn.execute(
-                        select(func.coalesce(func.sum(transfers.c.amount), 0)).where(
-                            transfers.c.status == TransferStatus.PENDING
-                        )
+                        select(postings.c.journal_id)
+                        .group_by(postings.c.journal_id)
+                        .having(func.sum(postings.c.amount) != 0)
                     )
-                ).scalar_one()
-                broken_entries = (
-                    (
-                        await conn.execute(
-                            select(postings.c.id).where(
-                                postings.c.balance_before.is_not(None),
-                                postings.c.balance_after
-                                != postings.c.balance_before + postings.c.amount,
+                )
+                .scalars()
+                .all()
+            )
+            misjournaled = await self._misjournaled_transfers(conn)
+            miscopied = (
+                (
+                    await conn.execute(
+                        select(postings.c.id)
+                        .join(journals, journals.c.id == postings.c.journal_id)
+                        .where(
+                            or_(
+                                postings.c.kind != journals.c.kind,
+                                postings.c.reference != journals.c.reference,
+                                postings.c.remarks != journals.c.remarks,
                             )
                         )
+                        .order_by(postings.c.id)
                     )
-                    .scalars()
-                    .all()
                 )
-                broken_chains = (
-                    (
-                        await conn.execute(
-                            select(chained.c.account_id)
-                            .where(
-                                chained.c.balance_before
-                                != func.coalesce(chained.c.previous_after, 0)
-                            )
-                            .distinct()
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                unbalanced = (
-                    (
-                        await conn.execute(
-                            select(postings.c.journal_id)
-                            .group_by(postings.c.journal_id)
-                            .having(func.sum(postings.c.amount) != 0)
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                misjournaled = await self._misjournaled_transfers(conn)
-                miscopied = (
-                    (
-                        await conn.execute(
-                            select(postings.c.id)
-                            .join(journals, journals.c.id == postings.c.journal_id)
-                            .where(
-                                or_(
-                                    postings.c.kind != journals.c.kind,
-                                    postings.c.reference != journals.c.reference,
-                                    postings.c.remarks != journals.c.remarks,
-                                )
-                            )
-                            .order_by(postings.c.id)
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                misrendered = await self._misrendered(conn)
+                .scalars()
+                .all()
+            )
+            misrendered = await self._misrendered(conn)
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -845,11 +722,16 @@ class SqlStore:
     async def claim_idempotency(
         self, key: IdempotencyKey, now: datetime, ttl: timedelta, stale_after: timedelta
     ) -> ClaimOutcome:
-        if self._group is None and await self._pg_claim_new_key(key, now, ttl):
+        at = self.access.timestamp
+        new = await self.access.write_row(
+            CLAIM_NEW_KEY, key.scope, key.key, key.fingerprint, at(now), at(now + ttl)
+        )
+        if new is not None:
             return Claimed()
+        # The key exists: expired, answered, in flight, or abandoned by its first request.
         where = and_(idempotency_keys.c.scope == key.scope, idempotency_keys.c.key == key.key)
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 row = (
                     await conn.execute(select(idempotency_keys).where(where).with_for_update())
                 ).first()
@@ -885,7 +767,7 @@ class SqlStore:
             raise IdempotencyConflict(IN_FLIGHT) from exc
 
     async def answer_idempotency(self, key: IdempotencyKey, status: int, body: bytes) -> None:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             await conn.execute(
                 update(idempotency_keys)
                 .where(
@@ -897,7 +779,7 @@ class SqlStore:
             )
 
     async def release_idempotency(self, key: IdempotencyKey) -> None:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             await conn.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.scope == key.scope,
@@ -909,7 +791,7 @@ class SqlStore:
 
     # -- monitoring ---------------------------------------------------------------------------
     async def transfer_counts(self) -> dict[TransferStatus, int]:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             rows = (
                 await conn.execute(
                     select(transfers.c.status, func.count()).group_by(transfers.c.status)
@@ -920,7 +802,7 @@ class SqlStore:
         return counts
 
     async def oldest_pending_created_at(self) -> datetime | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             value: datetime | None = (
                 await conn.execute(
                     select(transfers.c.created_at)
@@ -932,7 +814,7 @@ class SqlStore:
         return value
 
     async def settled_since(self, since: datetime, limit: int = 10000) -> list[SettledSample]:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             rows = (
                 await conn.execute(
                     select(
@@ -949,7 +831,7 @@ class SqlStore:
         return [SettledSample(r.id, r.status, r.created_at, r.settled_at) for r in rows]
 
     async def troubled_transfers(self, limit: int = 50) -> list[Transfer]:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             rows = (
                 await conn.execute(
                     select(transfers)
@@ -977,15 +859,15 @@ class SqlStore:
             "failed": heartbeat.failed,
             "info": json.dumps(heartbeat.info),
         }
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             await conn.execute(
-                self._insert(worker_heartbeats)
+                self.access.upsert(worker_heartbeats)
                 .values(worker_id=heartbeat.worker_id, **values)
                 .on_conflict_do_update(index_elements=[worker_heartbeats.c.worker_id], set_=values)
             )
 
     async def heartbeats(self) -> list[WorkerHeartbeat]:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             rows = (
                 await conn.execute(
                     select(worker_heartbeats).order_by(worker_heartbeats.c.last_seen_at.desc())
@@ -1005,7 +887,7 @@ class SqlStore:
         ]
 
     async def release_claims(self, worker_id: str) -> int:
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             result = await conn.execute(
                 update(transfers)
                 .where(
@@ -1019,7 +901,7 @@ class SqlStore:
     # -- dashboard operators (issue 4) --------------------------------------------------------
     async def add_operator(self, operator: Operator) -> None:
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 await conn.execute(
                     insert(operators).values(
                         username=operator.username,
@@ -1031,7 +913,7 @@ class SqlStore:
             raise OperatorTaken(operator.username) from exc
 
     async def find_operator(self, username: str) -> Operator | None:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             row = (
                 await conn.execute(select(operators).where(operators.c.username == username))
             ).first()
@@ -1041,7 +923,7 @@ class SqlStore:
 
     # -- scale-out dispatch (issue 4) ---------------------------------------------------------
     async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             rows = (
                 await conn.execute(
                     select(transfers)
@@ -1056,15 +938,6 @@ class SqlStore:
         return [_transfer(r) for r in rows]
 
     # -- internals ---------------------------------------------------------------------------
-    def _insert(self, table: Any) -> Any:
-        if self.engine_name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-
     async def _open_account(
         self, conn: AsyncConnection, account_id: str, kind: AccountKind, now: datetime
     ) -> None:
@@ -1073,15 +946,6 @@ class SqlStore:
                 id=account_id, kind=kind, balance=0, blocked=False, created_at=now
             )
         )
-
-    @staticmethod
-    def _timestamp(moment: datetime) -> str:
-        """A UtcDateTime as SQLAlchemy stores it on SQLite, for the raw sqlite3 hot path:
-        naive UTC text with microseconds always, 'YYYY-MM-DD HH:MM:SS.ffffff' (the same text,
-        not sqlite3's own datetime adapter)."""
-        if moment.tzinfo is not UTC:
-            moment = moment.astimezone(UTC)
-        return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def _apply_sqlite(self, raw: sqlite3.Connection, journal: Journal) -> list[Entry]:
         """Write the journal on SQLite's shared writer, guarding and changing each customer
@@ -1093,7 +957,7 @@ class SqlStore:
         customer posting changes nothing (its job needs no SAVEPOINT: ``_needs_savepoint``);
         then the journal and its postings, which only a broken database would refuse.
         """
-        at = self._timestamp(journal.created_at)
+        at = sqlite_timestamp(journal.created_at)
         copied = (journal.kind.value, journal.reference, journal.remarks)  # onto each posting
         try:
             moved: list[tuple[Posting, int]] = []
@@ -1176,45 +1040,16 @@ class SqlStore:
         shape = pg_journal.shape_of(journal, option, idem is not None, self._pg_items)
         args = pg_journal.parameters(journal, transfer=transfer, close=close, idem=idem)
         if len(shape.customers) > 1:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 row = await self._pg_execute(conn, shape, args)
                 return await self._pg_answer(conn, journal, shape, row)
-        async with self._pg_raw(urgent) as raw:
+        assert self._postgres is not None
+        async with self._postgres.raw(urgent) as raw:
             try:
                 row = await raw.fetchrow(pg_journal.statement(shape), *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError(pg_journal.statement(shape), None, exc) from exc
         return await self._pg_answer(None, journal, shape, row)
-
-    @asynccontextmanager
-    async def _pg_raw(self, urgent: bool = False) -> AsyncIterator[Any]:
-        """PostgreSQL: a pooled asyncpg connection with no transaction open (autocommit), for
-        single statements on hot paths, without SQLAlchemy's per-statement machinery.
-        ``urgent``: settlement, served before other callers waiting for a connection."""
-        assert self._pg_gate is not None
-        async with self._pg_gate.slot(urgent), self._writer.connect() as conn:
-            fairy = await conn.get_raw_connection()
-            raw: Any = fairy.driver_connection
-            try:
-                yield raw
-            except BaseException as exc:
-                if raw.is_closed() or not isinstance(exc, Exception) or isinstance(exc, _BROKEN):
-                    await conn.invalidate()  # cancelled or broken mid-statement: do not reuse
-                raise
-
-    async def _pg_claim_new_key(self, key: IdempotencyKey, now: datetime, ttl: timedelta) -> bool:
-        """PostgreSQL: claim a key never seen before in one statement (autocommit). False
-        when the key exists: ``claim_idempotency``'s transaction then decides."""
-        async with self._pg_raw() as raw:
-            inserted = await raw.fetchval(
-                _PG_CLAIM_NEW_KEY,
-                key.scope,
-                key.key,
-                key.fingerprint,
-                pg_journal.naive_utc(now),
-                pg_journal.naive_utc(now + ttl),
-            )
-        return inserted is not None
 
     async def _pg_execute(
         self, conn: AsyncConnection, shape: pg_journal.Shape, args: list[Any]
@@ -1240,7 +1075,7 @@ class SqlStore:
                 raise RuntimeError(f"journal {journal.id} was not written, for no known reason")
             if conn is not None:
                 await self._explain_refusal(conn, refused.account_id)
-            async with self._read() as reader:
+            async with self.access.read() as reader:
                 await self._explain_refusal(reader, refused.account_id)
         return [
             _new_entry(
@@ -1284,78 +1119,75 @@ class SqlStore:
 
     # -- whole-database export and import (example data, dump/load) ------------------------
     async def is_empty(self) -> bool:
-        async with self._read() as conn:
+        async with self.access.read() as conn:
             for table in (users, customers, journals, transfers):
                 if (await conn.execute(select(literal(1)).select_from(table).limit(1))).first():
                     return False
         return True
 
     async def export_records(self) -> AsyncIterator[DataRecord]:
-        async with self._reader.connect() as conn:
-            if self.engine_name == "postgresql":
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                for row in await conn.execute(
-                    select(accounts)
-                    .where(accounts.c.kind != AccountKind.SYSTEM)
-                    .order_by(accounts.c.id)
-                ):
-                    yield AccountRecord(
-                        id=row.id,
-                        kind=AccountKind(row.kind),
-                        balance=int(row.balance),
-                        blocked=bool(row.blocked),
-                        created_at=row.created_at,
-                    )
-                for row in await conn.execute(select(users).order_by(users.c.id)):
-                    yield UserRecord(user=_user(row), pin_hash=row.pin_hash)
-                for row in await conn.execute(select(customers).order_by(customers.c.id)):
-                    yield Customer(
-                        id=row.id,
-                        nama=row.nama,
-                        nik=row.nik,
-                        no_hp=row.no_hp,
-                        no_rekening=row.no_rekening,
-                        created_at=row.created_at,
-                    )
-                rows = await conn.stream(
-                    select(
-                        journals,
-                        postings.c.id.label("sequence"),
-                        postings.c.account_id,
-                        postings.c.amount,
-                        postings.c.balance_before,
-                        postings.c.balance_after,
-                        postings.c.created_at.label("posted_at"),
-                    )
-                    .join(postings, postings.c.journal_id == journals.c.id)
-                    .order_by(journals.c.id, postings.c.id)
+        async with self.access.read(consistent=True) as conn:
+            for row in await conn.execute(
+                select(accounts)
+                .where(accounts.c.kind != AccountKind.SYSTEM)
+                .order_by(accounts.c.id)
+            ):
+                yield AccountRecord(
+                    id=row.id,
+                    kind=AccountKind(row.kind),
+                    balance=int(row.balance),
+                    blocked=bool(row.blocked),
+                    created_at=row.created_at,
                 )
-                head: Any = None
-                legs: list[PostingRecord] = []
-                async for row in rows:
-                    if head is not None and head.id != row.id:
-                        yield _journal_record(head, legs)
-                        legs = []
-                    head = row
-                    legs.append(
-                        PostingRecord(
-                            sequence=int(row.sequence),
-                            account_id=row.account_id,
-                            amount=int(row.amount),
-                            balance_before=_int_or_none(row.balance_before),
-                            balance_after=_int_or_none(row.balance_after),
-                            created_at=row.posted_at,
-                        )
-                    )
-                if head is not None:
+            for row in await conn.execute(select(users).order_by(users.c.id)):
+                yield UserRecord(user=_user(row), pin_hash=row.pin_hash)
+            for row in await conn.execute(select(customers).order_by(customers.c.id)):
+                yield Customer(
+                    id=row.id,
+                    nama=row.nama,
+                    nik=row.nik,
+                    no_hp=row.no_hp,
+                    no_rekening=row.no_rekening,
+                    created_at=row.created_at,
+                )
+            rows = await conn.stream(
+                select(
+                    journals,
+                    postings.c.id.label("sequence"),
+                    postings.c.account_id,
+                    postings.c.amount,
+                    postings.c.balance_before,
+                    postings.c.balance_after,
+                    postings.c.created_at.label("posted_at"),
+                )
+                .join(postings, postings.c.journal_id == journals.c.id)
+                .order_by(journals.c.id, postings.c.id)
+            )
+            head: Any = None
+            legs: list[PostingRecord] = []
+            async for row in rows:
+                if head is not None and head.id != row.id:
                     yield _journal_record(head, legs)
-                for row in await conn.execute(select(transfers).order_by(transfers.c.id)):
-                    yield _transfer(row)
+                    legs = []
+                head = row
+                legs.append(
+                    PostingRecord(
+                        sequence=int(row.sequence),
+                        account_id=row.account_id,
+                        amount=int(row.amount),
+                        balance_before=_int_or_none(row.balance_before),
+                        balance_after=_int_or_none(row.balance_after),
+                        created_at=row.posted_at,
+                    )
+                )
+            if head is not None:
+                yield _journal_record(head, legs)
+            for row in await conn.execute(select(transfers).order_by(transfers.c.id)):
+                yield _transfer(row)
 
     async def import_records(self, records: Sequence[DataRecord]) -> None:
         try:
-            async with self._write() as conn:
+            async with self.access.write() as conn:
                 for record in records:
                     await self._import_one(conn, record)
                 if self.engine_name == "postgresql" and any(
@@ -1479,47 +1311,26 @@ class SqlStore:
         # One bounded DELETE by primary key (ix_idempotency_keys_expires_at finds the batch);
         # the outer condition is checked again on the rows actually deleted.
         batch = select(keys.scope, keys.key).where(expired).limit(limit)
-        async with self._write() as conn:
+        async with self.access.write() as conn:
             result = await conn.execute(
                 delete(idempotency_keys).where(tuple_(keys.scope, keys.key).in_(batch), expired)
             )
         return int(result.rowcount)
 
 
-_PG_CLAIM_NEW_KEY = (
+CLAIM_NEW_KEY = Statement(
     "INSERT INTO idempotency_keys (scope, key, fingerprint, journal_id, response_status,"
     " response_body, created_at, expires_at) VALUES ($1::text, $2::text, $3::text, NULL, NULL,"
     " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
 )
-
-_BROKEN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
-"""Errors after which a raw PostgreSQL connection is not given back to the pool."""
-
-_PG_GET_USER = (
+"""A key never seen before, claimed in one statement (the usual case: one round trip on
+PostgreSQL, one raw statement on SQLite); it inserts nothing when the key exists."""
+GET_USER = Statement(
     "SELECT id, first_name, last_name, phone_number, address, created_at, updated_at"
-    " FROM users WHERE id = $1::text"
+    " FROM users WHERE id = $1::text",
+    time_columns(users),
 )
-_PG_GET_TRANSFER = "SELECT * FROM transfers WHERE id = $1::text"
-
-
-def _pg_row(record: Any) -> Any:
-    """An asyncpg record as attributes, its timestamps aware UTC (as tables.UtcDateTime)."""
-    return SimpleNamespace(
-        **{
-            name: value.replace(tzinfo=UTC) if isinstance(value, datetime) else value
-            for name, value in record.items()
-        }
-    )
-
-
-_SQLITE_GET_USER = _PG_GET_USER.replace("$1::text", "?")
-_SQLITE_GET_TRANSFER = _PG_GET_TRANSFER.replace("$1::text", "?")
-_TIME_COLUMNS = frozenset(
-    column.name
-    for table in (users, transfers)
-    for column in table.columns
-    if isinstance(column.type, UtcDateTime)
-)
+GET_TRANSFER = Statement("SELECT * FROM transfers WHERE id = $1::text", time_columns(transfers))
 
 _SQLITE_INSERT_JOURNAL = (
     "INSERT INTO journals (id, kind, reference, remarks, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -1688,39 +1499,6 @@ def _rendered(row: Sequence[Any]) -> RenderedItems | None:
     if rendered < size:
         return None
     return RenderedItems(("[" + (body or "") + "]").encode(), size, last)
-
-
-class _DriverSelect:
-    """A Core select compiled once for one dialect, to run on the driver connection itself.
-
-    The SQL is SQLAlchemy's own compilation of the one query definition; only the rows skip
-    SQLAlchemy's result layer. Its parameters are plain ints and strings (no bind processing).
-    """
-
-    __slots__ = ("_fixed", "_order", "sql")
-
-    def __init__(self, query: Any, dialect: Any) -> None:
-        compiled = query.compile(dialect=dialect)
-        self.sql: str = compiled.string
-        self._order: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self._fixed = {
-            name: value.value if isinstance(value, Enum) else value
-            for name, value in compiled.params.items()
-        }
-
-    def arguments(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        """The positional arguments: ``params`` by name, the query's own constants otherwise."""
-        fixed = self._fixed
-        return tuple(params[n] if n in params else fixed[n] for n in self._order)
-
-
-def _sqlite_utc(stored: str) -> datetime:
-    """SQLite's stored ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC) as an aware datetime."""
-    return datetime.fromisoformat(stored + "+00:00")
-
-
-def _naive_utc(stored: datetime) -> datetime:
-    return stored.replace(tzinfo=UTC)
 
 
 _KINDS = {kind.value: kind for kind in JournalKind}

@@ -100,7 +100,7 @@ postings = Table(
     Column("reference", Id, nullable=False),
     Column("remarks", String(500), nullable=False),
     # a wallet entry's history item, rendered once when written, and its layout's fingerprint
-    # (migration 0006; dompet/storage/history_items.py): NULL where it is rendered when read
+    # (migration 0006; storage/sql/history/written.py): NULL where it is rendered when read
     Column("item", Text, nullable=True),
     Column("item_layout", BigInteger, nullable=True),
     Index("ix_postings_account_id_id", "account_id", "id"),
@@ -188,3 +188,13 @@ operators = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+
+def time_columns(*tables: Table) -> frozenset[str]:
+    """The names of the ``UtcDateTime`` columns of ``tables`` (a hot read converts them)."""
+    return frozenset(
+        column.name
+        for table in tables
+        for column in table.columns
+        if isinstance(column.type, UtcDateTime)
+    )
