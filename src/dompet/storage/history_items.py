@@ -29,6 +29,9 @@ import orjson
 from dompet.domain.history import DISPLAY_RANGE, HistoryItems, ItemLayout
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
 
+NO_ITEM: tuple[None, None] = (None, None)
+"""A posting's ``(item, item_layout)`` when it is rendered when read."""
+
 
 @functools.cache
 def layout_fingerprint(layout: ItemLayout) -> int:
@@ -87,3 +90,21 @@ class ItemRenderer:
             % (shown.year, shown.month, shown.day, shown.hour, shown.minute, shown.second),
         )
         return orjson.dumps(self._items.render(kind, reference, values)).decode()
+
+    def columns(
+        self,
+        kind: JournalKind,
+        reference: str,
+        remarks: str,
+        account_id: str,
+        amount: int,
+        balance_before: int | None,
+        balance_after: int | None,
+        created_at: datetime,
+    ) -> tuple[str, int] | tuple[None, None]:
+        """A new posting's ``(item, item_layout)`` columns: its item and this layout's
+        fingerprint, or ``NO_ITEM``."""
+        item = self.render(
+            kind, reference, account_id, amount, remarks, balance_before, balance_after, created_at
+        )
+        return NO_ITEM if item is None else (item, self.fingerprint)

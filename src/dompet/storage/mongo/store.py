@@ -39,6 +39,8 @@ from dompet.domain.errors import (
 )
 from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import (
+    IN_FLIGHT,
+    KEY_REUSED,
     Claimed,
     ClaimOutcome,
     IdempotencyKey,
@@ -71,9 +73,6 @@ from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.mongo.client import Document, MongoConnection, connect, stamp, unstamp
 from dompet.storage.port import RenderedItems
-
-IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
-KEY_REUSED = "This Idempotency-Key was already used with a different request."
 
 T = TypeVar("T")
 SEQUENCES = "sequences"

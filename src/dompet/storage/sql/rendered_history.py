@@ -21,6 +21,7 @@ the store then declines the page (the presenter's path handles any date).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -187,27 +188,36 @@ def rendered_pages(layout: ItemLayout) -> Any:
     )
 
 
+def postgresql_written_item(
+    layout: ItemLayout, dialect: Dialect, journal: Mapping[str, str]
+) -> str:
+    """PostgreSQL: the SQL of a new posting's item in the journal statement
+    (``journal/postgresql.py``), or NULL where it is rendered when read (``history_items.py``
+    says which). It reads the row being inserted (``v.account_id``, ``v.amount``, ``v.after``)
+    and the journal's parameters, ``journal`` by column (``$2::text`` for its kind ...).
+    Compiled for ``dialect`` with its constants inline."""
+    return _postgresql_written_item(layout, dialect, tuple(journal.items()))
+
+
 @functools.cache
-def postgresql_written_item(layout: ItemLayout, dialect: Dialect) -> str:
-    """PostgreSQL: the SQL of a new posting's item in ``pg_journal``'s statement, or NULL where
-    it is rendered when read (history_items.py says which). It reads the row being inserted
-    (``v.account_id``, ``v.amount``, ``v.after``) and the journal's parameters ($2 kind,
-    $3 reference, $4 remarks, $5 created_at). Compiled for ``dialect`` with its constants
-    inline."""
+def _postgresql_written_item(
+    layout: ItemLayout, dialect: Dialect, journal_items: tuple[tuple[str, str], ...]
+) -> str:
+    journal = dict(journal_items)
     account = literal_column("v.account_id", Text)
     amount = literal_column("v.amount", Money)
     after = literal_column("v.after", Money)
-    kind = literal_column("$2::text", Text)
+    kind = literal_column(journal["kind"], Text)
     sources = Sources(
         kind=kind,
-        reference=literal_column("$3::text", Text),
+        reference=literal_column(journal["reference"], Text),
         status=_text(EntryStatus.SUCCESS.value),
         user_id=func.substr(account, len(WALLET_PREFIX) + 1),
         amount=amount,
-        remarks=literal_column("$4::text", Text),
+        remarks=literal_column(journal["remarks"], Text),
         balance_before=after - amount,
         balance_after=after,
-        created_at=literal_column("$5::timestamp"),
+        created_at=literal_column(journal["created_at"]),
     )
     renders = and_(
         after.is_not(None),

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
-import asyncpg
 from sqlalchemy import (
     Integer,
     Row,
@@ -22,7 +20,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -30,12 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.errors import (
-    AccountBlocked,
-    AccountNotFound,
     AccountNumberTaken,
-    DomainError,
     IdempotencyConflict,
-    InsufficientFunds,
     NikTaken,
     NoHpTaken,
     OperatorTaken,
@@ -43,6 +36,8 @@ from dompet.domain.errors import (
 )
 from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import (
+    IN_FLIGHT,
+    KEY_REUSED,
     Claimed,
     ClaimOutcome,
     IdempotencyKey,
@@ -57,8 +52,6 @@ from dompet.domain.ledger import (
     EntryType,
     Journal,
     JournalKind,
-    Posting,
-    is_customer_account,
     savings_account,
     wallet_account,
 )
@@ -74,12 +67,11 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-from dompet.storage.history_items import ItemRenderer, layout_fingerprint
+from dompet.storage.history_items import NO_ITEM, ItemRenderer, layout_fingerprint
 from dompet.storage.port import RenderedItems
-from dompet.storage.sql import pg_journal
 from dompet.storage.sql.access import ConnectionAccess, Statement
 from dompet.storage.sql.access.postgresql import PostgresAccess
-from dompet.storage.sql.access.sqlite import SqliteAccess, sqlite_timestamp
+from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.account_order import account_slice
 from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
@@ -87,10 +79,21 @@ from dompet.storage.sql.engine import (
     create_engines,
     is_sqlite,
 )
+from dompet.storage.sql.journal import JournalWriter
+from dompet.storage.sql.journal.postgresql import PostgresJournal
+from dompet.storage.sql.journal.rows import (
+    JOURNAL_COLUMNS,
+    POSTING_COLUMNS,
+    TRANSFER_COLUMNS,
+    copied_values,
+    journal_values,
+    posting_values,
+    transfer_values,
+)
+from dompet.storage.sql.journal.sqlite import SqliteJournal
 from dompet.storage.sql.rendered_history import (
     entries_from,
     entry_status,
-    postgresql_written_item,
     rendered_page,
     rendered_pages,
 )
@@ -110,9 +113,6 @@ from dompet.storage.sql.tables import (
     worker_heartbeats,
 )
 
-IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
-KEY_REUSED = "This Idempotency-Key was already used with a different request."
-
 
 class SqlStore:
     """One store over SQLite or PostgreSQL. Every public method is one transaction."""
@@ -123,23 +123,18 @@ class SqlStore:
         self.access: ConnectionAccess = access
         """The connection access (``access/``): the engine's one way in."""
         self.engine_name = access.engine_name
-        # The journal writer's own way in, until it has a module per engine of its own.
-        self._sqlite = access if isinstance(access, SqliteAccess) else None
-        self._postgres = access if isinstance(access, PostgresAccess) else None
         # wallet entries' history items, rendered as they are written (history_items.py)
         self._items = ItemRenderer(history_layout) if history_layout is not None else None
-        self._pg_items = (
-            (
-                postgresql_written_item(history_layout, access.writer.dialect),
-                self._items.fingerprint,
-            )
-            if self._items is not None and self._postgres is not None
-            else None
-        )
+        self.journal: JournalWriter
+        """The journal writer (``journal/``): the engine's way to move money."""
+        if isinstance(access, SqliteAccess):
+            self.journal = SqliteJournal(access, self._items)
+        else:
+            self.journal = PostgresJournal(access, self._items, access.writer.dialect)
         # PostgreSQL: the history pages wanted at the same time go as one statement.
         self._page_batches: _PageBatches | None = (
             ReadBatcher(self._rendered_pages, in_flight=PAGE_BATCHES, most=PAGE_BATCH_SIZE)
-            if self._postgres is not None
+            if isinstance(access, PostgresAccess)
             else None
         )
 
@@ -337,97 +332,17 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._sqlite is None:  # PostgreSQL: one statement
-            entries = await self._pg_journal(journal, idem=idem)
-            assert entries is not None
-            return entries
-        # SQLite: a job on the shared writer (group_commit.py)
-        return await self._sqlite.group.run(
-            functools.partial(self._post_sqlite, journal, idem, None),
-            savepoint=_needs_savepoint(journal),
-        )
+        return await self.journal.post(journal, idem)
 
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._sqlite is None:  # PostgreSQL: one statement, with the transfer row
-            entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
-            assert entries is not None
-            return entries
-        return await self._sqlite.group.run(
-            functools.partial(self._post_sqlite, journal, idem, transfer),
-            savepoint=_needs_savepoint(journal),
-        )
+        return await self.journal.open_transfer(transfer, journal, idem)
 
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        if self._sqlite is None:  # PostgreSQL: one statement, the flip with the journal
-            closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
-            return closed is not None
-        # SQLite: settlement goes first
-        return await self._sqlite.group.run(
-            functools.partial(self._close_sqlite, transfer_id, status, journal, now), priority=True
-        )
-
-    def _post_sqlite(
-        self,
-        journal: Journal,
-        idem: IdempotencyKey | None,
-        transfer: Transfer | None,
-        raw: sqlite3.Connection,
-    ) -> list[Entry]:
-        """The job of ``post_journal`` / ``open_transfer`` on SQLite's shared writer: every
-        check that may refuse it comes before its first change (see ``_apply_sqlite``)."""
-        if idem is not None:
-            _check_unanswered(raw, idem)
-        entries = self._apply_sqlite(raw, journal)
-        if transfer is not None:
-            self._insert_transfer_sqlite(raw, transfer)
-        if idem is not None:
-            _answer_with_journal(raw, idem, journal.id)
-        return entries
-
-    def _close_sqlite(
-        self,
-        transfer_id: str,
-        status: TransferStatus,
-        journal: Journal,
-        now: datetime,
-        raw: sqlite3.Connection,
-    ) -> bool:
-        """The job of ``close_transfer`` on SQLite: the flip, then (if it flipped) the journal."""
-        if self._close_transfer_sqlite(raw, transfer_id, status, now) != 1:
-            return False
-        self._apply_sqlite(raw, journal)
-        return True
-
-    def _insert_transfer_sqlite(self, raw: sqlite3.Connection, transfer: Transfer) -> None:
-        """The transfer row, on SQLite's shared writer (see ``_apply_sqlite``)."""
-        at = sqlite_timestamp(transfer.created_at)
-        raw.execute(
-            _SQLITE_INSERT_TRANSFER,
-            (
-                transfer.id,
-                transfer.sender_id,
-                transfer.target_id,
-                transfer.amount,
-                transfer.remarks,
-                TransferStatus.PENDING.value,
-                at,
-                at,
-            ),
-        )
-
-    def _close_transfer_sqlite(
-        self, raw: sqlite3.Connection, transfer_id: str, status: TransferStatus, now: datetime
-    ) -> int:
-        """Flip a PENDING transfer to ``status``; how many rows changed (0 or 1)."""
-        cursor = raw.execute(
-            _SQLITE_CLOSE_TRANSFER,
-            (status.value, sqlite_timestamp(now), transfer_id, TransferStatus.PENDING.value),
-        )
-        return cursor.rowcount
+        return await self.journal.close_transfer(transfer_id, status, journal, now)
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None:
         # a hot read: each settlement reads its transfer first
@@ -947,153 +862,6 @@ class SqlStore:
             )
         )
 
-    def _apply_sqlite(self, raw: sqlite3.Connection, journal: Journal) -> list[Entry]:
-        """Write the journal on SQLite's shared writer, guarding and changing each customer
-        balance in one statement: raw sqlite3 statements (they run on this thread anyway,
-        microseconds each), without SQLAlchemy's per-statement execution machinery -- most of
-        a payment's CPU time. (PostgreSQL writes a journal in one statement: pg_journal.py.)
-
-        The guarded balance changes come first, so that a refusal of a journal with one
-        customer posting changes nothing (its job needs no SAVEPOINT: ``_needs_savepoint``);
-        then the journal and its postings, which only a broken database would refuse.
-        """
-        at = sqlite_timestamp(journal.created_at)
-        copied = (journal.kind.value, journal.reference, journal.remarks)  # onto each posting
-        try:
-            moved: list[tuple[Posting, int]] = []
-            system_rows: list[tuple[Any, ...]] = []
-            for posting in journal.postings:
-                if not is_customer_account(posting.account_id):
-                    no_balance = (journal.id, posting.account_id, posting.amount, None, None, at)
-                    system_rows.append((*no_balance, *copied, None, None))  # no history item
-                    continue
-                sql = _SQLITE_MOVE_BALANCE[(posting.amount < 0, posting.require_active)]
-                params: tuple[Any, ...] = (posting.amount, posting.account_id)
-                if posting.amount < 0:
-                    params += (-posting.amount,)
-                rows = raw.execute(sql, params).fetchall()
-                if not rows:
-                    _explain_sqlite_refusal(raw, posting.account_id)
-                moved.append((posting, int(rows[0][0])))
-            raw.execute(_SQLITE_INSERT_JOURNAL, (journal.id, *copied, at))
-            entries: list[Entry] = []
-            for posting, after in moved:
-                before = after - posting.amount
-                item = self._item(
-                    journal.kind,
-                    journal.reference,
-                    journal.remarks,
-                    posting.account_id,
-                    posting.amount,
-                    before,
-                    after,
-                    journal.created_at,
-                )
-                row = (journal.id, posting.account_id, posting.amount, before, after, at)
-                sequence = raw.execute(_SQLITE_INSERT_POSTING, (*row, *copied, *item)).lastrowid
-                assert sequence is not None
-                entries.append(
-                    _new_entry(journal, sequence, posting.account_id, posting.amount, before)
-                )
-            if system_rows:
-                raw.executemany(_SQLITE_INSERT_POSTING, system_rows)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(_SQLITE_INSERT_JOURNAL, None, exc) from exc
-        return entries
-
-    def _item(
-        self,
-        kind: JournalKind,
-        reference: str,
-        remarks: str,
-        account_id: str,
-        amount: int,
-        before: int | None,
-        after: int | None,
-        created_at: datetime,
-    ) -> tuple[str, int] | tuple[None, None]:
-        """A posting's ``(item, item_layout)``: its history item and the layout's fingerprint
-        when the store renders it as it is written (``history_items.ItemRenderer``)."""
-        if self._items is None or before is None or after is None:
-            return None, None
-        item = self._items.render(
-            kind, reference, account_id, amount, remarks, before, after, created_at
-        )
-        return (item, self._items.fingerprint) if item is not None else (None, None)
-
-    async def _pg_journal(
-        self,
-        journal: Journal,
-        *,
-        transfer: Transfer | None = None,
-        close: tuple[str, TransferStatus, datetime] | None = None,
-        idem: IdempotencyKey | None = None,
-        urgent: bool = False,
-    ) -> list[Entry] | None:
-        """Write ``journal`` (+ the transfer row / the transfer's flip / the idempotency
-        answer) in one statement; None when ``close`` found the transfer no longer PENDING.
-
-        With at most one customer posting the statement runs alone (autocommit: atomic by
-        itself, one round trip); otherwise in a transaction that a refusal rolls back.
-        """
-        option = pg_journal.OPEN if transfer else pg_journal.CLOSE if close else None
-        shape = pg_journal.shape_of(journal, option, idem is not None, self._pg_items)
-        args = pg_journal.parameters(journal, transfer=transfer, close=close, idem=idem)
-        if len(shape.customers) > 1:
-            async with self.access.write() as conn:
-                row = await self._pg_execute(conn, shape, args)
-                return await self._pg_answer(conn, journal, shape, row)
-        assert self._postgres is not None
-        async with self._postgres.raw(urgent) as raw:
-            try:
-                row = await raw.fetchrow(pg_journal.statement(shape), *args)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise IntegrityError(pg_journal.statement(shape), None, exc) from exc
-        return await self._pg_answer(None, journal, shape, row)
-
-    async def _pg_execute(
-        self, conn: AsyncConnection, shape: pg_journal.Shape, args: list[Any]
-    ) -> Any:
-        result = await conn.exec_driver_sql(pg_journal.statement(shape), tuple(args))
-        return result.one()._mapping
-
-    async def _pg_answer(
-        self, conn: AsyncConnection | None, journal: Journal, shape: pg_journal.Shape, row: Any
-    ) -> list[Entry] | None:
-        """The entries written, or why nothing was (raised; None: the transfer was closed).
-
-        ``conn`` is the statement's transaction, or None when it ran alone (autocommit).
-        """
-        if shape.option == pg_journal.CLOSE and not row["closable"]:
-            return None
-        if shape.idempotent and not row["claimable"]:
-            raise IdempotencyConflict(IN_FLIGHT)
-        customers, _ = pg_journal.split(journal)
-        if not row["written"]:
-            refused = next((p for i, p in enumerate(customers, 1) if row[f"b{i}"] is None), None)
-            if refused is None:
-                raise RuntimeError(f"journal {journal.id} was not written, for no known reason")
-            if conn is not None:
-                await self._explain_refusal(conn, refused.account_id)
-            async with self.access.read() as reader:
-                await self._explain_refusal(reader, refused.account_id)
-        return [
-            _new_entry(
-                journal,
-                int(row[f"s{i}"]),
-                posting.account_id,
-                posting.amount,
-                int(row[f"b{i}"]) - posting.amount,
-            )
-            for i, posting in enumerate(customers, 1)
-        ]
-
-    async def _explain_refusal(self, conn: AsyncConnection, account_id: str) -> NoReturn:
-        row = (
-            await conn.execute(select(accounts.c.blocked).where(accounts.c.id == account_id))
-        ).first()
-        raise _refusal(account_id, row)
-
     async def _misjournaled_transfers(self, conn: AsyncConnection) -> list[str]:
         """Transfers whose journals do not match their status (see LedgerSnapshot)."""
 
@@ -1190,15 +958,8 @@ class SqlStore:
             async with self.access.write() as conn:
                 for record in records:
                     await self._import_one(conn, record)
-                if self.engine_name == "postgresql" and any(
-                    isinstance(r, JournalRecord) for r in records
-                ):
-                    await conn.execute(
-                        text(
-                            "SELECT setval(pg_get_serial_sequence('postings', 'id'), "
-                            "GREATEST((SELECT COALESCE(MAX(id), 0) FROM postings), 1))"
-                        )
-                    )
+                if any(isinstance(r, JournalRecord) for r in records):
+                    await self.journal.after_import(conn)
         except IntegrityError as exc:
             raise ValueError(f"a record already exists in the database: {exc.orig}") from exc
 
@@ -1245,62 +1006,32 @@ class SqlStore:
                 )
             )
         elif isinstance(record, JournalRecord):
-            await conn.execute(
-                insert(journals).values(
-                    id=record.id,
-                    kind=record.kind.value,
-                    reference=record.reference,
-                    remarks=record.remarks,
-                    created_at=record.created_at,
-                )
-            )
-            rows = []
-            for leg in record.postings:
-                item, item_layout = self._item(
-                    record.kind,
-                    record.reference,
-                    record.remarks,
-                    leg.account_id,
-                    leg.amount,
-                    leg.balance_before,
-                    leg.balance_after,
-                    leg.created_at,
-                )
-                rows.append(
-                    {
-                        "id": leg.sequence,
-                        "journal_id": record.id,
-                        "account_id": leg.account_id,
-                        "amount": leg.amount,
-                        "balance_before": leg.balance_before,
-                        "balance_after": leg.balance_after,
-                        "created_at": leg.created_at,
-                        "kind": record.kind.value,
-                        "reference": record.reference,
-                        "remarks": record.remarks,
-                        "item": item,
-                        "item_layout": item_layout,
-                    }
-                )
-            await conn.execute(insert(postings), rows)
+            await self._import_journal(conn, record)
         else:
-            await conn.execute(
-                insert(transfers).values(
-                    id=record.id,
-                    sender_id=record.sender_id,
-                    target_id=record.target_id,
-                    amount=record.amount,
-                    remarks=record.remarks,
-                    status=record.status.value,
-                    created_at=record.created_at,
-                    settled_at=record.settled_at,
-                    attempts=record.attempts,
-                    last_error=record.last_error,
-                    next_attempt_at=record.next_attempt_at or record.created_at,
-                    claimed_by=None,
-                    claimed_until=None,
+            row = transfer_values(record, _as_given)
+            await conn.execute(insert(transfers).values(_named(TRANSFER_COLUMNS, row)))
+
+    async def _import_journal(self, conn: AsyncConnection, record: JournalRecord) -> None:
+        """The journal's row and its postings' (sequences, balances and times kept), with
+        the columns and values the journal writers use (``journal/rows.py``)."""
+        kind, reference, remarks = record.kind, record.reference, record.remarks
+        copied = copied_values(kind.value, reference, remarks)
+        journal = journal_values(record.id, *copied, record.created_at)
+        await conn.execute(insert(journals).values(_named(JOURNAL_COLUMNS, journal)))
+        rows = []
+        for leg in record.postings:
+            account, amount, at = leg.account_id, leg.amount, leg.created_at
+            before, after = leg.balance_before, leg.balance_after
+            item = (
+                NO_ITEM
+                if self._items is None
+                else self._items.columns(
+                    kind, reference, remarks, account, amount, before, after, at
                 )
             )
+            values = posting_values(record.id, account, amount, before, after, at, copied, item)
+            rows.append({"id": leg.sequence, **_named(POSTING_COLUMNS, values)})
+        await conn.execute(insert(postings), rows)
 
     # -- idempotency-key purge ---------------------------------------------------------------
     async def purge_idempotency(self, before: datetime, limit: int) -> int:
@@ -1331,102 +1062,6 @@ GET_USER = Statement(
     time_columns(users),
 )
 GET_TRANSFER = Statement("SELECT * FROM transfers WHERE id = $1::text", time_columns(transfers))
-
-_SQLITE_INSERT_JOURNAL = (
-    "INSERT INTO journals (id, kind, reference, remarks, created_at) VALUES (?, ?, ?, ?, ?)"
-)
-_SQLITE_INSERT_POSTING = (
-    "INSERT INTO postings (journal_id, account_id, amount, balance_before, balance_after, "
-    "created_at, kind, reference, remarks, item, item_layout) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)  # postings.id is the rowid (INTEGER PRIMARY KEY): the cursor's lastrowid is the sequence
-_SQLITE_INSERT_TRANSFER = (
-    "INSERT INTO transfers (id, sender_id, target_id, amount, remarks, status, created_at, "
-    "settled_at, attempts, last_error, next_attempt_at, claimed_by, claimed_until) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, '', ?, NULL, NULL)"
-)
-_SQLITE_CLOSE_TRANSFER = (
-    "UPDATE transfers SET status = ?, settled_at = ?, claimed_by = NULL, claimed_until = NULL "
-    "WHERE id = ? AND status = ?"
-)
-_SQLITE_KEY_UNANSWERED = (
-    "SELECT 1 FROM idempotency_keys WHERE scope = ? AND key = ? AND fingerprint = ? "
-    "AND journal_id IS NULL AND response_status IS NULL"
-)
-_SQLITE_ANSWER_WITH_JOURNAL = (
-    "UPDATE idempotency_keys SET journal_id = ? WHERE scope = ? AND key = ? AND fingerprint = ? "
-    "AND journal_id IS NULL AND response_status IS NULL"
-)
-_SQLITE_MOVE = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
-_SQLITE_MOVE_BALANCE = {
-    (False, False): _SQLITE_MOVE + " RETURNING balance",
-    (False, True): _SQLITE_MOVE + " AND blocked = 0 RETURNING balance",
-    (True, False): _SQLITE_MOVE + " AND balance >= ? RETURNING balance",
-    (True, True): _SQLITE_MOVE + " AND balance >= ? AND blocked = 0 RETURNING balance",
-}
-
-
-def _needs_savepoint(journal: Journal) -> bool:
-    """Whether the job writing ``journal`` on SQLite needs a SAVEPOINT: only when a second
-    customer balance could refuse after the first has changed (``_apply_sqlite``)."""
-    customers = 0
-    for posting in journal.postings:
-        customers += is_customer_account(posting.account_id)
-    return customers > 1
-
-
-def _check_unanswered(raw: sqlite3.Connection, key: IdempotencyKey) -> None:
-    """Refuse (before any change) a job whose idempotency key is no longer this request's to
-    answer; the UPDATE that answers it later in the job then changes exactly one row."""
-    row = raw.execute(_SQLITE_KEY_UNANSWERED, (key.scope, key.key, key.fingerprint)).fetchone()
-    if row is None:
-        raise IdempotencyConflict(IN_FLIGHT)
-
-
-def _answer_with_journal(raw: sqlite3.Connection, key: IdempotencyKey, journal_id: str) -> None:
-    """Tie the key to the journal in the journal's own transaction: at most one per key
-    (SQLite; on PostgreSQL the journal's statement does it, pg_journal.py). After
-    ``_check_unanswered`` in the same job it changes exactly one row."""
-    cursor = raw.execute(
-        _SQLITE_ANSWER_WITH_JOURNAL, (journal_id, key.scope, key.key, key.fingerprint)
-    )
-    if cursor.rowcount != 1:
-        raise IdempotencyConflict(IN_FLIGHT)
-
-
-def _explain_sqlite_refusal(raw: sqlite3.Connection, account_id: str) -> NoReturn:
-    """``_explain_refusal`` on SQLite's raw writer."""
-    row = raw.execute("SELECT blocked FROM accounts WHERE id = ?", (account_id,)).fetchone()
-    raise _refusal(account_id, row)
-
-
-def _refusal(account_id: str, row: Sequence[Any] | None) -> DomainError:
-    """Why a guarded balance change moved nothing, from the account's ``(blocked,)`` row
-    (None: there is no such account)."""
-    if row is None:
-        return AccountNotFound(account_id)
-    if row[0]:
-        return AccountBlocked(account_id)
-    return InsufficientFunds()
-
-
-def _new_entry(journal: Journal, sequence: int, account_id: str, amount: int, before: int) -> Entry:
-    return Entry(
-        sequence=sequence,
-        account_id=account_id,
-        journal_id=journal.id,
-        kind=journal.kind,
-        reference=journal.reference,
-        amount=abs(amount),
-        entry_type=EntryType.CREDIT if amount > 0 else EntryType.DEBIT,
-        balance_before=before,
-        balance_after=before + amount,
-        remarks=journal.remarks,
-        created_at=journal.created_at,
-        status=(
-            EntryStatus.PENDING if journal.kind is JournalKind.TRANSFER_OUT else EntryStatus.SUCCESS
-        ),
-    )
 
 
 def _entries_query() -> Any:
@@ -1571,3 +1206,13 @@ def _journal_record(head: Any, legs: list[PostingRecord]) -> JournalRecord:
         created_at=head.created_at,
         postings=tuple(legs),
     )
+
+
+def _named(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    """A row's values by column, for a Core insert."""
+    return dict(zip(columns, values, strict=True))
+
+
+def _as_given(moment: Any) -> Any:
+    """Times as they are: SQLAlchemy's UtcDateTime stores them (an import goes through Core)."""
+    return moment
