@@ -22,13 +22,14 @@ from sqlalchemy import event
 from dompet.api.presenters import WalletPresenter
 from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
-from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.access.postgresql import PostgresAccess
 from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.engine import SQLITE_READERS, SqlSettings
-from dompet.storage.sql.rendered_history import rendered_page, rendered_pages
-from dompet.storage.sql.store import SqlStore, _entries_page
+from dompet.storage.sql.history.reads import entries_page
+from dompet.storage.sql.history.rendered import rendered_page, rendered_pages
+from dompet.storage.sql.history.written import layout_fingerprint
+from dompet.storage.sql.store import SqlStore
 from tests.contract.helpers import new_user, top_up
 
 
@@ -40,7 +41,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> None:
-    """Both page queries: the presenter path's (``_entries_page``) and the rendered one."""
+    """Both page queries: the presenter path's (``entries_page``) and the rendered one."""
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     await migrate(url)
     store = await open_store(url)
@@ -62,9 +63,9 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
             "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?)",
         ]
         shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str, list[str]]] = [
-            (_entries_page, ("sqlite", True, False, True), "(account_id=? AND id<?)", [joined]),
-            (_entries_page, ("sqlite", True, True, True), "(account_id=? AND id>?)", [joined]),
-            (_entries_page, ("sqlite", False, False, False), "(account_id=?)", [joined]),
+            (entries_page, ("sqlite", True, False, True), "(account_id=? AND id<?)", [joined]),
+            (entries_page, ("sqlite", True, True, True), "(account_id=? AND id>?)", [joined]),
+            (entries_page, ("sqlite", False, False, False), "(account_id=?)", [joined]),
             (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)", looked_up),
             (rendered_page, (layout, "sqlite", False, False), "(account_id=?)", looked_up),
         ]
@@ -122,7 +123,7 @@ async def test_postgresql_pages_far_below_other_accounts_use_the_account_index(
             "befores": [first.sequence + 1] * 6 + [None] * 6,
         }
         shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], dict[str, Any]]] = [
-            (_entries_page, ("postgresql", True, False, True), page),
+            (entries_page, ("postgresql", True, False, True), page),
             (rendered_page, (layout, "postgresql", True, True), page),
             (rendered_pages, (layout,), pages),
         ]

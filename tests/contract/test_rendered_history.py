@@ -38,7 +38,7 @@ from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore, RenderedItems
-from dompet.storage.sql.rendered_history import rendered_pages
+from dompet.storage.sql.history.rendered import rendered_pages
 from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user

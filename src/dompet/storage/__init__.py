@@ -34,7 +34,7 @@ async def open_store(
     """Connect to the database named by ``database_url``; the caller closes the store.
 
     ``history_layout``: the SQL stores render each new wallet entry's history item in it as
-    they write the entry (``history_items.py``); pages in that layout then read it back.
+    they write the entry (``sql/history/written.py``); pages in that layout then read it back.
     ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
     (the nx-27017 test server); without it such a server is refused at start-up.
     ``sql_settings``: the SQL engines' settings (``config.Settings``; defaults if None).

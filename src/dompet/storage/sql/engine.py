@@ -288,10 +288,10 @@ def _sqlite_engine(database_url: str, settings: SqlSettings, *, writer: bool) ->
         ),
     }
     if not writer:
-        # SqlStore._read() admits at most SQLITE_READERS at a time (a fair semaphore), so
+        # SqliteAccess.read() admits at most SQLITE_READERS at a time (a fair semaphore), so
         # the pool's own wait -- which lets newcomers barge past woken waiters and starved
         # some reads for seconds under 64 connections -- is never reached through it; the
-        # overflow is headroom for direct users of the reader engine (export).
+        # overflow is headroom for users of the reader engine that do not go through it.
         kwargs = {
             "pool_size": SQLITE_READERS,
             "max_overflow": SQLITE_READERS,

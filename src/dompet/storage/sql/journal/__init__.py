@@ -10,7 +10,7 @@ fastest honest way:
 - ``journal/postgresql.py``: the whole journal in one statement (data-modifying CTEs).
 
 Both take their rows' columns and values from ``journal/rows.py`` and render the history
-items they store with ``storage/history_items.py``. What is shared by both writers is here.
+items they store with ``history/written.py``. What is shared by both writers is here.
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ from dompet.domain.errors import IdempotencyConflict
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
 from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account
 from dompet.domain.transfers import Transfer, TransferStatus
-from dompet.storage.history_items import ItemRenderer
 from dompet.storage.sql.access.postgresql import PostgresAccess, naive_utc
+from dompet.storage.sql.history.rendered import postgresql_written_item
+from dompet.storage.sql.history.written import ItemRenderer
 from dompet.storage.sql.journal import new_entry, refusal
 from dompet.storage.sql.journal.rows import (
     JOURNAL_COLUMNS,
@@ -57,7 +58,6 @@ from dompet.storage.sql.journal.rows import (
     journal_values,
     transfer_values,
 )
-from dompet.storage.sql.rendered_history import postgresql_written_item
 from dompet.storage.sql.tables import UtcDateTime, accounts, journals, transfers
 
 OPEN = "open"
@@ -192,7 +192,7 @@ class Shape:
     """Tie an idempotency key to the journal."""
     items: tuple[str, int] | None = None
     """Render each posting's history item as it is written: the item's SQL
-    (``rendered_history.postgresql_written_item``) and its layout's fingerprint."""
+    (``history/rendered.postgresql_written_item``) and its layout's fingerprint."""
 
 
 def split(journal: Journal) -> tuple[list[Posting], list[Posting]]:

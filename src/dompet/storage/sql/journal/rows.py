@@ -76,7 +76,7 @@ def posting_values(
     item: tuple[str, int] | tuple[None, None],
 ) -> tuple[Any, ...]:
     """A posting's row, in ``POSTING_COLUMNS`` order: ``copied`` from ``copied_values``,
-    ``item`` its history item and the item's layout (``storage/history_items.py``)."""
+    ``item`` its history item and the item's layout (``history/written.py``)."""
     return (journal_id, account_id, amount, before, after, at, *copied, *item)
 
 

@@ -26,8 +26,8 @@ from dompet.domain.errors import IdempotencyConflict
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
 from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account
 from dompet.domain.transfers import Transfer, TransferStatus
-from dompet.storage.history_items import NO_ITEM, ItemRenderer
 from dompet.storage.sql.access.sqlite import SqliteAccess, sqlite_timestamp
+from dompet.storage.sql.history.written import NO_ITEM, ItemRenderer
 from dompet.storage.sql.journal import new_entry, refusal
 from dompet.storage.sql.journal.rows import (
     JOURNAL_COLUMNS,

@@ -12,10 +12,9 @@ say) renders the entry again, as do entries the store cannot render once:
 - an entry of an account that is not a wallet, or written without a layout.
 
 The text is ``domain.history.HistoryItems``' item as orjson writes it: the presenter's, byte
-for byte. SQLite's journal writer and the import (both engines) render here; PostgreSQL's
-journal statement renders the same text in SQL
-(``storage/sql/rendered_history.postgresql_written_item``), and ``dompet reconcile`` holds
-every stored item to :meth:`ItemRenderer.render`.
+for byte. The SQLite journal writer and the import (both engines) render here; PostgreSQL's
+journal statement renders the same text in SQL (``rendered.postgresql_written_item``), and
+``dompet reconcile`` holds every stored item to :meth:`ItemRenderer.render`.
 """
 
 from __future__ import annotations

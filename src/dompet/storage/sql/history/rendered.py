@@ -1,12 +1,12 @@
-"""History items rendered as JSON by the database (``SqlStore.render_entries``).
+"""History items rendered as JSON by the database: the page queries (``history/reads.py``).
 
 A history page costs the API little besides these items: fetched as ten Python values per entry,
 turned into an ``Entry``, presented as a dict and serialised, fifty entries took about 160 us of
 CPU. Built by the database as one JSON text per entry, the same page takes about 90 us on SQLite
 (``docs/read-path.md``). One statement per page; its rows are ``(sequence, item)``. Most items
-are stored with their posting when it is written (``history_items.py``): a page reads those
-back and builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored
-ones with the same expression (``postgresql_written_item``).
+are stored with their posting when it is written (``written.py``): a page reads those back and
+builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored ones
+with the same expression (``postgresql_written_item``).
 
 This is the SQL form of ``domain.history.HistoryItems``, the one definition of an item, for
 where Python does not run. It gives the same JSON text as the presenter and orjson, byte for
@@ -192,8 +192,8 @@ def postgresql_written_item(
     layout: ItemLayout, dialect: Dialect, journal: Mapping[str, str]
 ) -> str:
     """PostgreSQL: the SQL of a new posting's item in the journal statement
-    (``journal/postgresql.py``), or NULL where it is rendered when read (``history_items.py``
-    says which). It reads the row being inserted (``v.account_id``, ``v.amount``, ``v.after``)
+    (``journal/postgresql.py``), or NULL where it is rendered when read (``written.py`` says
+    which). It reads the row being inserted (``v.account_id``, ``v.amount``, ``v.after``)
     and the journal's parameters, ``journal`` by column (``$2::text`` for its kind ...).
     Compiled for ``dialect`` with its constants inline."""
     return _postgresql_written_item(layout, dialect, tuple(journal.items()))
