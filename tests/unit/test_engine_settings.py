@@ -1,9 +1,6 @@
-"""The SQL engines' settings come from config.Settings, and only config.py reads the environment."""
+"""The SQL engines' settings come from config.Settings (read at the composition roots)."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -11,8 +8,6 @@ from pydantic import ValidationError
 from dompet.config import Settings
 from dompet.container import sql_settings
 from dompet.storage.sql.engine import SqlSettings
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "dompet"
 
 
 def test_the_engine_knobs_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,14 +37,3 @@ def test_sql_settings_refuse_what_the_engines_cannot_take() -> None:
         SqlSettings(sqlite_synchronous="OFF")
     with pytest.raises(ValueError, match="PG_POOL_SIZE"):
         SqlSettings(pg_pool_size=0)
-
-
-def test_only_config_reads_the_environment() -> None:
-    """Settings are read at the composition roots (container, cli, serving) and passed down."""
-    reads = re.compile(r"\bos\.environ\b|\bgetenv\(|\benviron\.get\(")
-    readers = sorted(
-        str(path.relative_to(SRC))
-        for path in SRC.rglob("*.py")
-        if path.name != "config.py" and reads.search(path.read_text())
-    )
-    assert readers == []
