@@ -1,20 +1,23 @@
 """The ledger snapshot ``dompet reconcile`` checks (``domain/invariants.py``), read on one
-consistent view of the database."""
+consistent view of the database, and the stored history items checked against the one
+definition of an item."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import BigInteger, Integer, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.invariants import LedgerSnapshot
 from dompet.domain.ledger import AccountKind, JournalKind
 from dompet.domain.transfers import TransferStatus
 from dompet.storage.sql.access import ConnectionAccess
+from dompet.storage.sql.account_order import BELOW_EVERY_ID
 from dompet.storage.sql.history.written import ItemRenderer
-from dompet.storage.sql.tables import accounts, journals, postings, transfers
+from dompet.storage.sql.tables import Money, accounts, journals, postings, transfers
 
 
 class Reconcile:
@@ -90,7 +93,6 @@ class Reconcile:
                 )
                 .order_by(postings.c.id),
             )
-            misrendered = await self._misrendered(conn)
         return LedgerSnapshot(
             customer_balances={r.id: int(r.balance) for r in balances},
             posting_sums={r[0]: int(r[1]) for r in sums},
@@ -100,49 +102,81 @@ class Reconcile:
             unbalanced_journals=[str(j) for j in unbalanced],
             misjournaled_transfers=[str(t) for t in misjournaled],
             miscopied_entries=[str(e) for e in miscopied],
-            misrendered_entries=misrendered,
+            misrendered_entries=await self._misrendered(),
         )
 
-    async def _misrendered(self, conn: AsyncConnection) -> list[str]:
+    async def _misrendered(self) -> list[str]:
         """The postings whose stored history item (in this store's layout) is not the item
-        their entry renders to now (``ItemRenderer.render``, the one definition of an item):
-        whichever engine, or writer, stored it."""
+        their entry renders to now (``ItemRenderer.render``, the one definition of an item),
+        whichever engine, or writer, stored it.
+
+        Each row is checked against itself (its item and its columns are written together and
+        never change), so this reads outside the snapshot: bare rows in batches by sequence,
+        on the hot reads' path (``ConnectionAccess.fetch``), without SQLAlchemy's result
+        layer, which cost more than the rendering."""
         items = self._items
         if items is None:
             return []
-        c = postings.c
-        rows = await conn.stream(
-            select(
-                c.id,
-                c.kind,
-                c.reference,
-                c.account_id,
-                c.amount,
-                c.remarks,
-                c.balance_before,
-                c.balance_after,
-                c.created_at,
-                c.item,
-            )
-            .where(c.item_layout == items.fingerprint)
-            .order_by(c.id)
-        )
-        kinds = {kind.value: kind for kind in JournalKind}
+        query = self._access.compiled(_stored_items)
+        utc, kinds = self._access.utc, _KINDS
+        params: dict[str, Any] = {"item_layout": items.fingerprint, "limit": CHECK_BATCH}
+        params["after"] = BELOW_EVERY_ID
         misrendered: list[str] = []
-        async for row in rows:
-            now = items.render(
-                kinds[row.kind],
-                row.reference,
-                row.account_id,
-                int(row.amount),
-                row.remarks,
-                _int_or_none(row.balance_before),
-                _int_or_none(row.balance_after),
-                row.created_at,
-            )
-            if row.item != now:
-                misrendered.append(str(row.id))
-        return misrendered
+        while True:
+            rows = await self._access.fetch(query, params)
+            for (
+                sequence,
+                kind,
+                reference,
+                account,
+                amount,
+                remarks,
+                before,
+                after,
+                at,
+                item,
+            ) in rows:
+                now = items.render(
+                    kinds[kind], reference, account, amount, remarks, before, after, utc(at)
+                )
+                if item != now:
+                    misrendered.append(str(sequence))
+            if len(rows) < CHECK_BATCH:
+                return misrendered
+            params["after"] = rows[-1][0]
+            await asyncio.sleep(0)  # a batch's rendering at a time on the event loop
+
+
+CHECK_BATCH = 5000
+"""Stored items checked per statement (memory stays bounded on any ledger)."""
+
+_KINDS = {kind.value: kind for kind in JournalKind}
+
+
+def _stored_items() -> Any:
+    """The postings with an item stored in a layout, after a sequence, in sequence order
+    (bound :item_layout, :after, :limit)."""
+    c = postings.c
+    return (
+        select(
+            c.id,
+            c.kind,
+            c.reference,
+            c.account_id,
+            c.amount,
+            c.remarks,
+            c.balance_before,
+            c.balance_after,
+            c.created_at,
+            c.item,
+        )
+        .where(
+            c.item_layout == bindparam("item_layout", type_=BigInteger),
+            c.id > bindparam("after", type_=Money),
+        )
+        .order_by(c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
 
 
 async def _ids(conn: AsyncConnection, query: Any) -> Sequence[Any]:
@@ -171,7 +205,3 @@ def _misjournaled_transfers() -> Any:
             )
         )
     )
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
