@@ -16,8 +16,8 @@ What a repository may ask for, and nothing else:
 - ``read(consistent)``: a connection to read on; ``consistent``: one snapshot of the whole
   database, in a transaction (reconcile, export);
 - ``fetch(query, params)`` and ``fetch_row(statement, *args)``: the hot reads (a history page,
-  a user, a transfer), one statement on the driver itself, without SQLAlchemy's execution
-  and result layers (more than half of such a read's cost);
+  a user, a transfer; reconcile's item check), one statement on the driver itself, without
+  SQLAlchemy's execution and result layers (more than half of such a read's cost);
 - ``write_row(statement, *args)``: one write statement, atomic alone (on PostgreSQL without
   BEGIN/COMMIT: one round trip).
 
