@@ -21,14 +21,7 @@ from dompet.domain.errors import (
     InsufficientFunds,
 )
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
-from dompet.domain.ledger import (
-    Entry,
-    EntryStatus,
-    EntryType,
-    Journal,
-    JournalKind,
-    is_customer_account,
-)
+from dompet.domain.ledger import Entry, Journal, is_customer_account, posted_entry
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage.mongo.access import MongoAccess, Session
 from dompet.storage.mongo.client import Document, stamp
@@ -145,26 +138,7 @@ class MongoJournal:
                     head, account_id, amount, before, after, seq=sequence, n=None, created_at=at
                 )
             )
-            entries.append(
-                Entry(
-                    sequence=sequence,
-                    account_id=account_id,
-                    journal_id=journal.id,
-                    kind=journal.kind,
-                    reference=journal.reference,
-                    amount=abs(amount),
-                    entry_type=EntryType.CREDIT if amount > 0 else EntryType.DEBIT,
-                    balance_before=before,
-                    balance_after=after,
-                    remarks=journal.remarks,
-                    created_at=at,
-                    status=(
-                        EntryStatus.PENDING
-                        if journal.kind is JournalKind.TRANSFER_OUT
-                        else EntryStatus.SUCCESS
-                    ),
-                )
-            )
+            entries.append(posted_entry(journal, sequence, account_id, amount, before))
         await self._db.postings.insert_many(postings, ordered=True, session=s)
         return entries
 

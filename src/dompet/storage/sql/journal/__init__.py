@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.errors import AccountBlocked, AccountNotFound, DomainError, InsufficientFunds
 from dompet.domain.idempotency import IdempotencyKey
-from dompet.domain.ledger import Entry, EntryStatus, EntryType, Journal, JournalKind
+from dompet.domain.ledger import Entry, Journal
 from dompet.domain.transfers import Transfer, TransferStatus
 
 
@@ -53,23 +53,3 @@ def refusal(account_id: str, row: Sequence[Any] | None) -> DomainError:
     if row[0]:
         return AccountBlocked(account_id)
     return InsufficientFunds()
-
-
-def new_entry(journal: Journal, sequence: int, account_id: str, amount: int, before: int) -> Entry:
-    """The entry a customer posting of ``journal`` became (``sequence``: the posting's id)."""
-    return Entry(
-        sequence=sequence,
-        account_id=account_id,
-        journal_id=journal.id,
-        kind=journal.kind,
-        reference=journal.reference,
-        amount=abs(amount),
-        entry_type=EntryType.CREDIT if amount > 0 else EntryType.DEBIT,
-        balance_before=before,
-        balance_after=before + amount,
-        remarks=journal.remarks,
-        created_at=journal.created_at,
-        status=(
-            EntryStatus.PENDING if journal.kind is JournalKind.TRANSFER_OUT else EntryStatus.SUCCESS
-        ),
-    )

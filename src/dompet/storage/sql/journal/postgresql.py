@@ -45,12 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.errors import IdempotencyConflict
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
-from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account
+from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account, posted_entry
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage.sql.access.postgresql import PostgresAccess, naive_utc
 from dompet.storage.sql.history.rendered import postgresql_written_item
 from dompet.storage.sql.history.written import ItemRenderer
-from dompet.storage.sql.journal import new_entry, refusal
+from dompet.storage.sql.journal import refusal
 from dompet.storage.sql.journal.rows import (
     JOURNAL_COLUMNS,
     POSTING_COLUMNS,
@@ -159,7 +159,7 @@ class PostgresJournal:
             async with self._access.read() as reader:
                 await _explain_refusal(reader, refused.account_id)
         return [
-            new_entry(
+            posted_entry(
                 journal,
                 int(row[f"s{i}"]),
                 posting.account_id,

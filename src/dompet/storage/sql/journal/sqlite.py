@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dompet.domain.errors import IdempotencyConflict
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
-from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account
+from dompet.domain.ledger import Entry, Journal, Posting, is_customer_account, posted_entry
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage.sql.access.sqlite import SqliteAccess, sqlite_timestamp
 from dompet.storage.sql.history.written import NO_ITEM, ItemRenderer
-from dompet.storage.sql.journal import new_entry, refusal
+from dompet.storage.sql.journal import refusal
 from dompet.storage.sql.journal.rows import (
     JOURNAL_COLUMNS,
     POSTING_COLUMNS,
@@ -175,7 +175,7 @@ class SqliteJournal:
                 row = posting_values(journal.id, account, amount, before, after, at, copied, item)
                 sequence = raw.execute(INSERT_POSTING, row).lastrowid
                 assert sequence is not None
-                entries.append(new_entry(journal, sequence, account, amount, before))
+                entries.append(posted_entry(journal, sequence, account, amount, before))
             if system_rows:
                 raw.executemany(INSERT_POSTING, system_rows)
         except sqlite3.IntegrityError as exc:

@@ -22,16 +22,7 @@ class Customers:
     async def add_customer(self, customer: Customer) -> None:
         try:
             async with self._access.write() as conn:
-                await conn.execute(
-                    insert(customers).values(
-                        id=customer.id,
-                        nama=customer.nama,
-                        nik=customer.nik,
-                        no_hp=customer.no_hp,
-                        no_rekening=customer.no_rekening,
-                        created_at=customer.created_at,
-                    )
-                )
+                await conn.execute(insert(customers).values(customer_row(customer)))
                 await open_account(
                     conn,
                     savings_account(customer.no_rekening),
@@ -61,6 +52,18 @@ class Customers:
                 await conn.execute(select(customers).where(customers.c.no_rekening == no_rekening))
             ).first()
         return customer_of(row) if row is not None else None
+
+
+def customer_row(customer: Customer) -> dict[str, Any]:
+    """A customer's row (a new one, or an imported one)."""
+    return {
+        "id": customer.id,
+        "nama": customer.nama,
+        "nik": customer.nik,
+        "no_hp": customer.no_hp,
+        "no_rekening": customer.no_rekening,
+        "created_at": customer.created_at,
+    }
 
 
 def customer_of(row: Any) -> Customer:

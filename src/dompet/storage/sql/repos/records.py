@@ -30,9 +30,9 @@ from dompet.storage.sql.journal.rows import (
     posting_values,
     transfer_values,
 )
-from dompet.storage.sql.repos.customers import customer_of
+from dompet.storage.sql.repos.customers import customer_of, customer_row
 from dompet.storage.sql.repos.transfers import transfer_of
-from dompet.storage.sql.repos.users import user_of
+from dompet.storage.sql.repos.users import user_of, user_row
 from dompet.storage.sql.tables import accounts, customers, journals, postings, transfers, users
 
 AfterImport = Callable[[AsyncConnection], Awaitable[None]]
@@ -138,30 +138,9 @@ class Records:
                 )
             )
         elif isinstance(record, UserRecord):
-            user = record.user
-            await conn.execute(
-                insert(users).values(
-                    id=user.id,
-                    first_name=user.first_name,
-                    last_name=user.last_name,
-                    phone_number=user.phone_number,
-                    address=user.address,
-                    pin_hash=record.pin_hash,
-                    created_at=user.created_at,
-                    updated_at=user.updated_at,
-                )
-            )
+            await conn.execute(insert(users).values(user_row(record.user, record.pin_hash)))
         elif isinstance(record, Customer):
-            await conn.execute(
-                insert(customers).values(
-                    id=record.id,
-                    nama=record.nama,
-                    nik=record.nik,
-                    no_hp=record.no_hp,
-                    no_rekening=record.no_rekening,
-                    created_at=record.created_at,
-                )
-            )
+            await conn.execute(insert(customers).values(customer_row(record)))
         elif isinstance(record, JournalRecord):
             await self._import_journal(conn, record)
         else:

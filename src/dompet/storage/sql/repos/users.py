@@ -39,18 +39,7 @@ class Users:
     async def add_user(self, user: User, pin_hash: str) -> None:
         try:
             async with self._access.write() as conn:
-                await conn.execute(
-                    insert(users).values(
-                        id=user.id,
-                        first_name=user.first_name,
-                        last_name=user.last_name,
-                        phone_number=user.phone_number,
-                        address=user.address,
-                        pin_hash=pin_hash,
-                        created_at=user.created_at,
-                        updated_at=user.updated_at,
-                    )
-                )
+                await conn.execute(insert(users).values(user_row(user, pin_hash)))
                 await open_account(
                     conn, wallet_account(user.id), AccountKind.WALLET, user.created_at
                 )
@@ -173,6 +162,20 @@ class Users:
         if row is None:
             return None
         return Operator(row.username, row.password_hash, row.created_at)
+
+
+def user_row(user: User, pin_hash: str) -> dict[str, Any]:
+    """A user's row (a new one, or an imported one)."""
+    return {
+        "id": user.id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "phone_number": user.phone_number,
+        "address": user.address,
+        "pin_hash": pin_hash,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    }
 
 
 def user_of(row: Any) -> User:
