@@ -1,4 +1,5 @@
-"""Operators: the people who may log into the dashboard (besides DASHBOARD_USER)."""
+"""Operators: the people who may log into the dashboard (``dompet create-operator``; there is
+no default one)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from dompet.domain.errors import (
     AccountBlocked,
     AccountNotFound,
     AccountNumberTaken,
+    BalanceLimitExceeded,
     IdempotencyConflict,
     InsufficientFunds,
     NikTaken,
@@ -56,6 +57,7 @@ from dompet.domain.ledger import (
     savings_account,
     wallet_account,
 )
+from dompet.domain.money import BALANCE_CAP
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import (
@@ -66,8 +68,10 @@ from dompet.domain.records import (
     UserRecord,
 )
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.mongo import sessions, throttles
 from dompet.storage.mongo.client import Document, MongoConnection, connect, stamp, unstamp
 from dompet.storage.port import ItemLayout, RenderedItems
 
@@ -192,58 +196,62 @@ class MongoStore:
             )
         return _user(doc) if doc else None
 
-    # -- login throttling and refresh tokens -------------------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
+    # -- server secrets, throttles and sessions (issue 19: sessions.py, throttles.py) ---------
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
+        async with self._write():
+            return await sessions.keep_secret(self._db, name, candidate, now)
+
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
+        async with self._write():
+            return await throttles.take(self._db.throttles, key, now, rule)
+
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        async with self._write():
+            await throttles.release(self._db.throttles, key, now)
+
+    async def clear_throttle(self, key: str) -> None:
+        async with self._write():
+            await self._db.throttles.delete_one({"_id": key})
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        async with self._write():
+            return await throttles.purge(self._db.throttles, before, limit) if limit > 0 else 0
+
+    async def open_session(self, session: SessionRecord) -> None:
+        async with self._write():
+            await sessions.open_session(self._db, session)
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
         async with self._read():
-            doc = await self._db.login_throttle.find_one({"_id": phone_number})
-        return unstamp(doc.get("locked_until")) if doc else None
+            return await sessions.live(self._db, session_id, subject)
 
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        """While a lock is active nothing is counted (a conditional $inc that does not match)."""
-        unlocked: Document = {
-            "_id": phone_number,
-            "$or": [{"locked_until": NULL}, {"locked_until": {"$lte": stamp(now)}}],
-        }
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        async with self._write():
+            return await sessions.rotate(
+                self._db, session_id, subject, presented_jti, next_jti, expires_at, now
+            )
 
-        async def work(s: Session) -> datetime | None:
-            doc = await self._db.login_throttle.find_one_and_update(
-                unlocked,
-                {"$inc": {"failures": 1}},
-                return_document=ReturnDocument.AFTER,
-                session=s,
-            )
-            if doc is None:
-                if await self._db.login_throttle.find_one({"_id": phone_number}, session=s):
-                    return None  # locked: failures racing with the lock count for nothing
-                doc = {"_id": phone_number, "failures": 1, "locked_until": None}
-                await self._db.login_throttle.insert_one(doc, session=s)
-            if doc["failures"] < max_failures:
-                return None
-            locked_until = now + lock_for
-            await self._db.login_throttle.update_one(
-                {"_id": phone_number},
-                {"$set": {"failures": 0, "locked_until": stamp(locked_until)}},
-                session=s,
-            )
-            return locked_until
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        async with self._write():
+            return await sessions.end(self._db, subject, now, session_id)
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        async with self._write():
+            return await sessions.purge(self._db, before, limit) if limit > 0 else 0
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        async def work(s: Session) -> bool:
+            return await sessions.remove_operator(self._db, s, username, now)
 
         return await self._transaction(work)
-
-    async def clear_login_failures(self, phone_number: str) -> None:
-        async with self._write():
-            await self._db.login_throttle.delete_one({"_id": phone_number})
-
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        try:
-            async with self._write():
-                await self._db.used_refresh_tokens.insert_one(
-                    {"_id": jti, "user_id": user_id, "expires_at": stamp(expires_at)}
-                )
-        except DuplicateKeyError:
-            return False
-        return True
 
     # -- savings customers -------------------------------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
@@ -787,6 +795,8 @@ class MongoStore:
             guard: Document = {"_id": posting.account_id}
             if posting.amount < 0:
                 guard["balance"] = {"$gte": -posting.amount}
+            else:  # the cap (BALANCE_CAP; the validator is the second line, on a real server)
+                guard["balance"] = {"$lte": BALANCE_CAP - posting.amount}
             if posting.require_active:
                 guard["blocked"] = False
             account = await self._db.accounts.find_one_and_update(
@@ -797,7 +807,7 @@ class MongoStore:
                 session=s,
             )
             if account is None:
-                await self._explain_refusal(s, posting.account_id)
+                await self._explain_refusal(s, posting.account_id, posting.amount)
             after, sequence = int(account["balance"]), int(account["seq"])
             before = after - posting.amount
             postings.append(
@@ -834,12 +844,16 @@ class MongoStore:
         await self._db.postings.insert_many(postings, ordered=True, session=s)
         return entries
 
-    async def _explain_refusal(self, s: Session, account_id: str) -> NoReturn:
-        doc = await self._db.accounts.find_one({"_id": account_id}, {"blocked": 1}, session=s)
+    async def _explain_refusal(self, s: Session, account_id: str, amount: int) -> NoReturn:
+        doc = await self._db.accounts.find_one(
+            {"_id": account_id}, {"blocked": 1, "balance": 1}, session=s
+        )
         if doc is None:
             raise AccountNotFound(account_id)
         if doc["blocked"]:
             raise AccountBlocked(account_id)
+        if amount > 0 and int(doc["balance"]) + amount > BALANCE_CAP:
+            raise BalanceLimitExceeded()
         raise InsufficientFunds()
 
     async def _transfer_statuses(self, docs: list[Document]) -> dict[str, str]:

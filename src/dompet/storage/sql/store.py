@@ -76,12 +76,14 @@ from dompet.domain.records import (
     UserRecord,
 )
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import ItemLayout, RenderedItems
-from dompet.storage.sql import pg_journal
+from dompet.storage.sql import pg_journal, server_secrets, sessions, throttles
 from dompet.storage.sql.account_order import account_slice
+from dompet.storage.sql.balance_cap import refusing_over_cap
 from dompet.storage.sql.batched_reads import ReadBatcher
 from dompet.storage.sql.engine import (
     SQLITE_READERS,
@@ -107,11 +109,9 @@ from dompet.storage.sql.tables import (
     customers,
     idempotency_keys,
     journals,
-    login_throttle,
     operators,
     postings,
     transfers,
-    used_refresh_tokens,
     users,
     worker_heartbeats,
 )
@@ -284,72 +284,66 @@ class SqlStore:
             ).first()
         return _user(row) if row else None
 
-    # -- login throttling and refresh tokens -------------------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
-        async with self._read() as conn:
-            value: datetime | None = (
-                await conn.execute(
-                    select(login_throttle.c.locked_until).where(
-                        login_throttle.c.phone_number == phone_number
-                    )
-                )
-            ).scalar_one_or_none()
-        return value
-
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        # While a lock is active nothing is counted: failures racing with the one that set the
-        # lock neither extend it nor count towards the next one.
-        locked = and_(
-            login_throttle.c.locked_until.is_not(None), login_throttle.c.locked_until > now
-        )
+    # -- server secrets, throttles and sessions (issue 19: sessions.py, throttles.py ...) ------
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
         async with self._write() as conn:
-            upsert = self._insert(login_throttle).values(
-                phone_number=phone_number, failures=1, locked_until=None
-            )
-            row = (
-                await conn.execute(
-                    upsert.on_conflict_do_update(
-                        index_elements=[login_throttle.c.phone_number],
-                        set_={
-                            "failures": case(
-                                (locked, login_throttle.c.failures),
-                                else_=login_throttle.c.failures + 1,
-                            )
-                        },
-                    ).returning(login_throttle.c.failures, login_throttle.c.locked_until)
-                )
-            ).one()
-            if row.locked_until is not None and row.locked_until > now:
-                return None
-            if row.failures < max_failures:
-                return None
-            locked_until = now + lock_for
-            await conn.execute(
-                update(login_throttle)
-                .where(login_throttle.c.phone_number == phone_number)
-                .values(failures=0, locked_until=locked_until)
-            )
-            return locked_until
+            return await server_secrets.keep(conn, self._insert, name, candidate, now)
 
-    async def clear_login_failures(self, phone_number: str) -> None:
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
         async with self._write() as conn:
-            await conn.execute(
-                delete(login_throttle).where(login_throttle.c.phone_number == phone_number)
+            return await throttles.take(conn, self._insert, key, now, rule)
+
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        async with self._write() as conn:
+            await throttles.release(conn, key, now)
+
+    async def clear_throttle(self, key: str) -> None:
+        async with self._write() as conn:
+            await throttles.clear(conn, key)
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        async with self._write() as conn:
+            return await throttles.purge(conn, before, limit) if limit > 0 else 0
+
+    async def open_session(self, session: SessionRecord) -> None:
+        async with self._write() as conn:
+            await sessions.open_session(conn, session)
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
+        """On every authenticated request: SQLite's inline reader (sees other processes'
+        commits at once, WAL), or one raw asyncpg statement."""
+        if self._group is None:
+            async with self._pg_raw() as raw:
+                found = await raw.fetchval(sessions.PG_SESSION_LIVE, session_id, subject)
+            return found is not None
+        row = self._sqlite_reader().execute(sessions.SQLITE_SESSION_LIVE, (session_id, subject))
+        return row.fetchone() is not None
+
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        async with self._write() as conn:
+            return await sessions.rotate(
+                conn, session_id, subject, presented_jti, next_jti, expires_at, now
             )
 
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        try:
-            async with self._write() as conn:
-                await conn.execute(
-                    insert(used_refresh_tokens).values(
-                        jti=jti, user_id=user_id, expires_at=expires_at
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        async with self._write() as conn:
+            return await sessions.end(conn, subject, now, session_id)
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        async with self._write() as conn:
+            return await sessions.purge(conn, before, limit) if limit > 0 else 0
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        async with self._write() as conn:
+            return await sessions.remove_operator(conn, username, now)
 
     # -- savings customers -------------------------------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
@@ -408,38 +402,44 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._group is None:  # PostgreSQL: one statement
-            entries = await self._pg_journal(journal, idem=idem)
-            assert entries is not None
-            return entries
-        # SQLite: a job on the shared writer (group_commit.py)
-        return await self._group.run(
-            functools.partial(self._post_sqlite, journal, idem, None),
-            savepoint=_needs_savepoint(journal),
-        )
+        with refusing_over_cap():
+            if self._group is None:  # PostgreSQL: one statement
+                entries = await self._pg_journal(journal, idem=idem)
+                assert entries is not None
+                return entries
+            # SQLite: a job on the shared writer (group_commit.py)
+            return await self._group.run(
+                functools.partial(self._post_sqlite, journal, idem, None),
+                savepoint=_needs_savepoint(journal),
+            )
 
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        if self._group is None:  # PostgreSQL: one statement, with the transfer row
-            entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
-            assert entries is not None
-            return entries
-        return await self._group.run(
-            functools.partial(self._post_sqlite, journal, idem, transfer),
-            savepoint=_needs_savepoint(journal),
-        )
+        with refusing_over_cap():
+            if self._group is None:  # PostgreSQL: one statement, with the transfer row
+                entries = await self._pg_journal(journal, transfer=transfer, idem=idem)
+                assert entries is not None
+                return entries
+            return await self._group.run(
+                functools.partial(self._post_sqlite, journal, idem, transfer),
+                savepoint=_needs_savepoint(journal),
+            )
 
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        if self._group is None:  # PostgreSQL: one statement, the flip with the journal
-            closed = await self._pg_journal(journal, close=(transfer_id, status, now), urgent=True)
-            return closed is not None
-        # SQLite: settlement goes first
-        return await self._group.run(
-            functools.partial(self._close_sqlite, transfer_id, status, journal, now), priority=True
-        )
+        with refusing_over_cap():
+            if self._group is None:  # PostgreSQL: one statement, the flip with the journal
+                closed = await self._pg_journal(
+                    journal, close=(transfer_id, status, now), urgent=True
+                )
+                return closed is not None
+            # SQLite: settlement goes first
+            return await self._group.run(
+                functools.partial(self._close_sqlite, transfer_id, status, journal, now),
+                priority=True,
+            )
 
     def _post_sqlite(
         self,
