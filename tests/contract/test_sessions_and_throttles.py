@@ -135,6 +135,20 @@ async def test_a_session_is_live_for_its_subject_only(store: LedgerStore) -> Non
     assert not await store.session_live(new_id(), user)
 
 
+async def test_many_checks_at_once_each_get_their_own_answer(store: LedgerStore) -> None:
+    """On PostgreSQL concurrent checks share statements (sessions.py): each still gets the
+    answer for its own session and subject."""
+    opened = [a_session(new_id()) for _ in range(30)]
+    for session in opened:
+        await store.open_session(session)
+    for session in opened[::3]:
+        await store.end_sessions(session.subject, now(), session.id)
+    checks = [(s.id, s.subject) for s in opened] + [(s.id, new_id()) for s in opened]
+    answers = await asyncio.gather(*(store.session_live(*check) for check in checks * 3))
+    expected = [n % 3 != 0 for n in range(30)] + [False] * 30
+    assert answers == expected * 3
+
+
 async def test_rotation_takes_the_current_token_once_and_reuse_ends_the_session(
     store: LedgerStore,
 ) -> None:

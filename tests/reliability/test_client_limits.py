@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import pytest
 
 from dompet.domain.errors import ServerBusy
@@ -11,6 +13,7 @@ from dompet.security.pins import Argon2PinHasher
 from tests.api.wallet_client import fresh_phone, register
 from tests.conftest import fast_settings
 from tests.reliability.helpers import App, AppContext, SettableClock
+from tests.reliability.live import ApiServer, process_env
 
 
 def new_user(phone: str) -> dict[str, str]:
@@ -109,3 +112,32 @@ async def test_a_hashing_slot_is_held_until_its_thread_finishes() -> None:
         await asyncio.sleep(0.01)
     assert hasher.free_slots == 1
     assert await hasher.verify(stored, "123456")
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["socket-peer", "behind-a-proxy"])
+async def test_the_client_is_the_socket_peer_unless_a_proxy_is_trusted(
+    sqlite_url: str, tmp_path: Path, trusted: bool
+) -> None:
+    """A client cannot pick its own address with X-Forwarded-For: the header counts only when
+    it comes from a proxy listed in FORWARDED_ALLOW_IPS (over a real socket, dompet serve)."""
+    extra = {"REGISTRATIONS_PER_CLIENT": "2"}
+    if trusted:
+        extra["FORWARDED_ALLOW_IPS"] = "127.0.0.1"
+    api = ApiServer(process_env(sqlite_url, **extra), tmp_path / "api.log")
+    await api.start_and_wait()
+    try:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
+
+            async def register_as(address: str) -> int:
+                body = new_user(fresh_phone())
+                headers = {"X-Forwarded-For": address}
+                return (await http.post("/register", json=body, headers=headers)).status_code
+
+            statuses = [await register_as(a) for a in ("1.1.1.1", "1.1.1.1", "1.1.1.1")]
+            statuses.append(await register_as("2.2.2.2"))
+    finally:
+        api.stop()
+    if trusted:  # the proxy names the client: 1.1.1.1 used its two, 2.2.2.2 has its own
+        assert statuses == [200, 200, 429, 200]
+    else:  # every request is 127.0.0.1's, whatever the header says
+        assert statuses == [200, 200, 429, 429]

@@ -1,13 +1,18 @@
 """Sessions and operator removal on SQL (SQLite and PostgreSQL).
 
-Statements on a caller's connection, plus the text of the one hot read: whether a session is
-live, asked on every authenticated request (the store runs it on SQLite's inline reader, or on
-a raw asyncpg connection; see ``SqlStore.session_live``).
+Statements on a caller's connection, plus the one hot read: whether a session is live, asked
+on every authenticated request. SQLite answers it on the store's inline reader (4 us). On
+PostgreSQL a round trip costs the API process 40-200 us of CPU (the pool, asyncpg, the socket),
+as much again as a payment's own statement; so the checks wanted at the same moment go to the
+database together, as one statement (``live_batch``, through ``batched_reads.ReadBatcher``),
+as history pages do. Each check is still read by a statement that started after it was asked
+for: nothing is cached, and an ended session is refused from the next request on.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +24,27 @@ PG_SESSION_LIVE = (
     "SELECT 1 FROM sessions WHERE id = $1::text AND subject = $2::text AND ended_at IS NULL"
 )
 SQLITE_SESSION_LIVE = PG_SESSION_LIVE.replace("$1::text", "?").replace("$2::text", "?")
+PG_SESSIONS_LIVE = (
+    "SELECT s.id, s.subject FROM unnest($1::text[], $2::text[]) AS w (id, subject)"
+    " JOIN sessions AS s ON s.id = w.id AND s.subject = w.subject WHERE s.ended_at IS NULL"
+)
+CHECK_BATCHES = 2
+"""PostgreSQL: session-check statements in flight at once (as history pages: batched_reads)."""
+CHECK_BATCH_SIZE = 64
+"""PostgreSQL: session checks in one statement at most (each a primary-key probe)."""
+
+Wanted = tuple[str, str]
+"""A session check: (session id, subject)."""
+
+
+async def live_batch(driver: Any, wanted: list[Wanted]) -> list[bool]:
+    """PostgreSQL, on an asyncpg connection: whether each (session, subject) is live."""
+    if len(wanted) == 1:
+        return [await driver.fetchval(PG_SESSION_LIVE, *wanted[0]) is not None]
+    ids, subjects = zip(*wanted, strict=True)
+    rows = await driver.fetch(PG_SESSIONS_LIVE, list(ids), list(subjects))
+    live = {(row[0], row[1]) for row in rows}
+    return [check in live for check in wanted]
 
 
 async def open_session(conn: AsyncConnection, session: SessionRecord) -> None:

@@ -156,6 +156,16 @@ class SqlStore:
             if engine_name == "postgresql"
             else None
         )
+        # PostgreSQL: the session checks wanted at the same time go as one statement (sessions.py)
+        self._session_checks: ReadBatcher[None, sessions.Wanted, bool] | None = (
+            ReadBatcher(
+                self._sessions_live,
+                in_flight=sessions.CHECK_BATCHES,
+                most=sessions.CHECK_BATCH_SIZE,
+            )
+            if engine_name == "postgresql"
+            else None
+        )
 
     @classmethod
     async def open(cls, database_url: str, history_layout: ItemLayout | None = None) -> SqlStore:
@@ -166,6 +176,8 @@ class SqlStore:
     async def close(self) -> None:
         if self._page_batches is not None:
             await self._page_batches.close()
+        if self._session_checks is not None:
+            await self._session_checks.close()
         if self._hot_reader is not None:
             self._hot_reader.close()
             self._hot_reader = None
@@ -310,14 +322,16 @@ class SqlStore:
             await sessions.open_session(conn, session)
 
     async def session_live(self, session_id: str, subject: str) -> bool:
-        """On every authenticated request: SQLite's inline reader (sees other processes'
-        commits at once, WAL), or one raw asyncpg statement."""
-        if self._group is None:
-            async with self._pg_raw() as raw:
-                found = await raw.fetchval(sessions.PG_SESSION_LIVE, session_id, subject)
-            return found is not None
+        """On every authenticated request: SQLite's inline reader (it sees other processes'
+        commits at once, WAL), or PostgreSQL's batched checks (sessions.py)."""
+        if self._session_checks is not None:
+            return await self._session_checks.read(None, (session_id, subject))
         row = self._sqlite_reader().execute(sessions.SQLITE_SESSION_LIVE, (session_id, subject))
         return row.fetchone() is not None
+
+    async def _sessions_live(self, _: None, wanted: list[sessions.Wanted]) -> list[bool]:
+        async with self._read_driver() as driver:
+            return await sessions.live_batch(driver, wanted)
 
     async def rotate_session(
         self,
