@@ -109,6 +109,14 @@ async def test_wrong_password_is_refused(app: App) -> None:
     assert "dompet_dashboard" not in response.cookies
 
 
+async def test_absurd_usernames_are_a_401_not_a_500(app: App) -> None:
+    for user in ("x" * 3000, "\u0000ops", "ops%00", "' OR 1=1 --"):
+        response = await app.http.post(
+            "/dashboard/login", content=f"username={user}&password=whatever", headers=FORM
+        )
+        assert response.status_code == 401, (user[:20], response.text[:200])
+
+
 async def test_repeated_wrong_passwords_lock_the_username(app: App) -> None:
     async def attempt(password: str) -> httpx.Response:
         return await app.http.post(

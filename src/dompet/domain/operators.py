@@ -21,6 +21,11 @@ class Operator:
     created_at: datetime
 
 
+def is_username(name: str) -> bool:
+    """Whether ``name`` (already normalised) could be an operator's username at all."""
+    return _USERNAME.match(name) is not None and name.isascii()
+
+
 def normalise_username(username: str) -> str:
     """Lower-case, 3-64 of a-z 0-9 . _ - (starting with a letter or digit)."""
     cleaned = username.strip().lower()

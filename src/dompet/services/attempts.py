@@ -14,6 +14,8 @@ with Retry-After) and cost no hashing.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +27,16 @@ from dompet.storage.port import LedgerStore
 
 Locked = Callable[[int], TooManyAttempts]
 """The refusal of a locked account, given the seconds until it takes attempts again."""
+_PLAIN = re.compile(r"[A-Za-z0-9.:_+-]{1,64}")
+
+
+def throttle_key(kind: str, value: str) -> str:
+    """``kind:value``. A value that is not a plain username, phone number or IP address (a
+    form's 4 KiB username, a NUL, a proxy's header) is keyed by its SHA-256: every key fits the
+    store's column and is text every database takes."""
+    if _PLAIN.fullmatch(value) is None:
+        value = "sha256=" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:{value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,7 @@ class AttemptLimits:
         now = self._now()
         client_key = None
         if client and self._client_logins is not None:
-            client_key = "login-from:" + client
+            client_key = throttle_key("login-from", client)
             hit = await self._store.take_throttle(client_key, now, self._client_logins)
             if not hit.granted:
                 raise TooManyAttempts(
@@ -98,7 +110,8 @@ class AttemptLimits:
         if not client or self._registrations is None:
             return
         now = self._now()
-        hit = await self._store.take_throttle("register-from:" + client, now, self._registrations)
+        key = throttle_key("register-from", client)
+        hit = await self._store.take_throttle(key, now, self._registrations)
         if not hit.granted:
             raise TooManyAttempts(
                 "Too many registrations from this address. "

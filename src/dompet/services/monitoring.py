@@ -11,10 +11,10 @@ from dompet.domain.errors import TooManyAttempts, TransferNotRetryable
 from dompet.domain.ids import new_id
 from dompet.domain.invariants import InvariantReport, check
 from dompet.domain.monitoring import WorkerHeartbeat
-from dompet.domain.operators import Operator, check_password, normalise_username
+from dompet.domain.operators import Operator, check_password, is_username, normalise_username
 from dompet.domain.sessions import SessionRecord, operator_subject
 from dompet.domain.transfers import TransferStatus
-from dompet.services.attempts import AttemptLimits, AttemptPolicy
+from dompet.services.attempts import AttemptLimits, AttemptPolicy, throttle_key
 from dompet.services.ports import Clock, PinHasher
 from dompet.storage.port import LedgerStore
 
@@ -261,8 +261,8 @@ class OperatorService:
         when either is used up.
         """
         name = username.strip().lower()
-        attempt = await self._attempts.login(operator_subject(name), client, _locked)
-        operator = await self._store.find_operator(name) if name else None
+        attempt = await self._attempts.login(throttle_key("operator", name), client, _locked)
+        operator = await self._store.find_operator(name) if is_username(name) else None
         if operator is None:
             await self._hasher.waste_time(password)
             return None

@@ -35,7 +35,7 @@ from dompet.domain.phone import normalize_phone
 from dompet.domain.sessions import SessionRecord
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import ProfileChanges, User
-from dompet.services.attempts import AttemptLimits
+from dompet.services.attempts import AttemptLimits, throttle_key
 from dompet.services.ports import (
     MONEY_KINDS,
     AccessClaims,
@@ -105,7 +105,7 @@ class WalletService:
             phone = normalize_phone(phone_number)
         except InvalidInput:
             raise InvalidCredentials() from None
-        attempt = await self._attempts.login("pin:" + phone, client, LoginLocked)
+        attempt = await self._attempts.login(throttle_key("pin", phone), client, LoginLocked)
         credentials = await self._store.find_credentials(phone)
         if credentials is None:
             await self._pins.waste_time(pin)
