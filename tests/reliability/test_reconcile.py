@@ -239,7 +239,10 @@ async def test_the_database_itself_refuses_a_balance_above_the_cap(database_url:
     """Defence in depth behind the store's own refusal (BalanceLimitExceeded): no customer
     balance above 10^15 can be stored, whoever writes it (SQL engines: a CHECK)."""
     if engine_of(database_url) == "mongodb":
-        pytest.skip("MongoDB: the validator's maximum is checked by test_mongo_specific.py")
+        pytest.skip(
+            "MongoDB has no CHECK: its guarded update refuses (test_sessions_and_throttles.py) and "
+            "its validator's maximum is sent (test_mongo_specific.py; enforced on a real server)"
+        )
     ids = await busy_ledger(database_url)
     with pytest.raises(IntegrityError, match="ck_accounts_balance_cap"):
         await run_sql(
