@@ -22,6 +22,7 @@ from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 
@@ -59,22 +60,53 @@ class LedgerStore(Protocol):
         self, user_id: str, changes: ProfileChanges, now: datetime
     ) -> User | None: ...
 
-    # -- login throttling and refresh-token rotation ----------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None: ...
+    # -- server secrets, attempt throttles and sessions (issue 19) --------------------------
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
+        """The secret kept under ``name``; ``candidate`` is kept (and returned) if none was.
 
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        """Count a failed login atomically; return the lock's end once max_failures is hit.
-
-        While a lock is active (locked_until > now) nothing is counted and None is returned:
-        concurrent failures never extend a lock nor count towards the next one.
+        Atomic: of processes racing to keep one, every one gets the value kept first.
         """
 
-    async def clear_login_failures(self, phone_number: str) -> None: ...
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
+        """Count one attempt under ``key`` and decide it, in one atomic step: granted while
+        the window's count (refused attempts included) is within ``rule.limit``. A window
+        whose ``until`` has passed starts over (see domain/sessions.py ThrottleRule)."""
 
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        """Mark a refresh token used; False if it was already used (rotation)."""
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        """Take back one attempt of the current window (it succeeded; never below 0)."""
+
+    async def clear_throttle(self, key: str) -> None:
+        """Forget the key's attempts (a successful login ends a lock's count)."""
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` throttles whose window ended before ``before``; how many."""
+
+    async def open_session(self, session: SessionRecord) -> None: ...
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
+        """Whether the session exists, belongs to ``subject`` and was not ended. Asked on every
+        authenticated request: one primary-key read, and it sees every process's writes."""
+
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Refresh: if ``presented_jti`` is the live session's current refresh token, make
+        ``next_jti`` the current one (and ``expires_at`` the session's) and return True.
+        Otherwise return False; a live session is then ended (the token was used before:
+        reuse detection), atomically with the check."""
+
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        """End the subject's live sessions (only ``session_id`` when given); how many."""
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` sessions whose tokens all expired before ``before``. A
+        missing session is an ended one, so purging never lets a token back in."""
 
     # -- savings customers -------------------------------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
@@ -207,8 +239,8 @@ class LedgerStore(Protocol):
         schema and are not exported), users (UserRecord, by id), customers
         (Customer, by id), journals (JournalRecord with all their postings ordered by
         sequence; journals ordered by id), transfers (Transfer, by id; attempts, last_error,
-        next_attempt_at and settled_at included, leases left out). Login throttles, refresh
-        tokens, idempotency keys and heartbeats are not exported."""
+        next_attempt_at and settled_at included, leases left out). Throttles, sessions, server
+        secrets, idempotency keys and heartbeats are not exported."""
 
     async def import_records(self, records: Sequence[DataRecord]) -> None:
         """Write the records as given, in one transaction, every id kept.
@@ -229,6 +261,10 @@ class LedgerStore(Protocol):
         """Create an operator. Raises OperatorTaken if the username exists."""
 
     async def find_operator(self, username: str) -> Operator | None: ...
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        """Delete the operator and end every session of theirs, in one transaction; False if
+        there was no such operator."""
 
     # -- scale-out dispatch (issue 4) ---------------------------------------------------------
     async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:

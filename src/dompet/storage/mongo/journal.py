@@ -3,7 +3,8 @@
 A customer balance changes in one guarded update: ``{_id, balance >= -delta, blocked:
 false}`` + ``{$inc: {balance: delta, seq: 1}}``, never read-modify-write. ``seq`` numbers
 each account's entries 1, 2, 3..., so history is keyset-paged by sequence exactly like the SQL
-engines. With the journal, in the same transaction: a new transfer, the flip of a transfer to
+engines; a credit is guarded by the balance cap the same way (``balance <= BALANCE_CAP -
+delta``). With the journal, in the same transaction: a new transfer, the flip of a transfer to
 its final status, or the idempotency key it answers.
 """
 
@@ -17,11 +18,13 @@ from pymongo import ReturnDocument
 from dompet.domain.errors import (
     AccountBlocked,
     AccountNotFound,
+    BalanceLimitExceeded,
     IdempotencyConflict,
     InsufficientFunds,
 )
 from dompet.domain.idempotency import IN_FLIGHT, IdempotencyKey
 from dompet.domain.ledger import Entry, Journal, is_customer_account, posted_entry
+from dompet.domain.money import BALANCE_CAP
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.storage.mongo.access import MongoAccess, Session
 from dompet.storage.mongo.client import Document, stamp
@@ -120,6 +123,8 @@ class MongoJournal:
             guard: Document = {"_id": account_id}
             if amount < 0:
                 guard["balance"] = {"$gte": -amount}
+            else:  # the cap (BALANCE_CAP; the validator is the second line, on a real server)
+                guard["balance"] = {"$lte": BALANCE_CAP - amount}
             if posting.require_active:
                 guard["blocked"] = False
             account = await self._db.accounts.find_one_and_update(
@@ -130,7 +135,7 @@ class MongoJournal:
                 session=s,
             )
             if account is None:
-                await self._explain_refusal(s, account_id)
+                await self._explain_refusal(s, account_id, amount)
             after, sequence = int(account["balance"]), int(account["seq"])
             before = after - amount
             postings.append(
@@ -142,10 +147,14 @@ class MongoJournal:
         await self._db.postings.insert_many(postings, ordered=True, session=s)
         return entries
 
-    async def _explain_refusal(self, s: Session, account_id: str) -> NoReturn:
-        doc = await self._db.accounts.find_one({"_id": account_id}, {"blocked": 1}, session=s)
+    async def _explain_refusal(self, s: Session, account_id: str, amount: int) -> NoReturn:
+        doc = await self._db.accounts.find_one(
+            {"_id": account_id}, {"blocked": 1, "balance": 1}, session=s
+        )
         if doc is None:
             raise AccountNotFound(account_id)
         if doc["blocked"]:
             raise AccountBlocked(account_id)
+        if amount > 0 and int(doc["balance"]) + amount > BALANCE_CAP:
+            raise BalanceLimitExceeded()
         raise InsufficientFunds()

@@ -21,6 +21,7 @@ from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.mongo.access import MongoAccess
@@ -33,6 +34,9 @@ from dompet.storage.mongo.repos.idempotency import IdempotencyKeys
 from dompet.storage.mongo.repos.monitoring import Monitoring
 from dompet.storage.mongo.repos.reconcile import Reconcile
 from dompet.storage.mongo.repos.records import Records
+from dompet.storage.mongo.repos.secrets import ServerSecrets
+from dompet.storage.mongo.repos.sessions import Sessions
+from dompet.storage.mongo.repos.throttles import Throttles
 from dompet.storage.mongo.repos.transfers import Transfers
 from dompet.storage.mongo.repos.users import Users
 from dompet.storage.port import RenderedItems
@@ -49,6 +53,9 @@ class MongoStore:
         self.journal = MongoJournal(access)
         self.history = HistoryReads(access)
         self.users = Users(access)
+        self.sessions = Sessions(access)
+        self.throttles = Throttles(access)
+        self.secrets = ServerSecrets(access)
         self.customers = Customers(access)
         self.accounts = Accounts(access)
         self.transfers = Transfers(access)
@@ -68,7 +75,7 @@ class MongoStore:
         async with self.access.read():
             await self.access.db.command("ping")
 
-    # -- wallet users, login throttling, refresh tokens (mongo/repos/users.py) ------------------
+    # -- wallet users (mongo/repos/users.py) -----------------------------------------------------
     async def add_user(self, user: User, pin_hash: str) -> None:
         await self.users.add_user(user, pin_hash)
 
@@ -83,19 +90,46 @@ class MongoStore:
     ) -> User | None:
         return await self.users.update_profile(user_id, changes, now)
 
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
-        return await self.users.login_locked_until(phone_number)
+    # -- server secrets, throttles, sessions (mongo/repos/) -----------------
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
+        return await self.secrets.keep_secret(name, candidate, now)
 
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        return await self.users.record_login_failure(phone_number, now, max_failures, lock_for)
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
+        return await self.throttles.take_throttle(key, now, rule)
 
-    async def clear_login_failures(self, phone_number: str) -> None:
-        await self.users.clear_login_failures(phone_number)
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        await self.throttles.release_throttle(key, now)
 
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        return await self.users.consume_refresh_token(jti, user_id, expires_at)
+    async def clear_throttle(self, key: str) -> None:
+        await self.throttles.clear_throttle(key)
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        return await self.throttles.purge_throttles(before, limit)
+
+    async def open_session(self, session: SessionRecord) -> None:
+        await self.sessions.open_session(session)
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
+        return await self.sessions.session_live(session_id, subject)
+
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        return await self.sessions.rotate_session(
+            session_id, subject, presented_jti, next_jti, expires_at, now
+        )
+
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        return await self.sessions.end_sessions(subject, now, session_id)
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        return await self.sessions.purge_sessions(before, limit)
 
     # -- dashboard operators (mongo/repos/users.py) ---------------------------------------------
     async def add_operator(self, operator: Operator) -> None:
@@ -103,6 +137,9 @@ class MongoStore:
 
     async def find_operator(self, username: str) -> Operator | None:
         return await self.users.find_operator(username)
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        return await self.users.remove_operator(username, now)
 
     # -- savings customers (mongo/repos/customers.py) -------------------------------------------
     async def add_customer(self, customer: Customer) -> None:

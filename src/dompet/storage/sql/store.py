@@ -22,6 +22,7 @@ from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.port import RenderedItems
@@ -32,6 +33,7 @@ from dompet.storage.sql.engine import SqlSettings, create_engines, is_sqlite
 from dompet.storage.sql.history.reads import HistoryReads
 from dompet.storage.sql.history.written import ItemRenderer
 from dompet.storage.sql.journal import JournalWriter
+from dompet.storage.sql.journal.balance_cap import refusing_over_cap
 from dompet.storage.sql.journal.postgresql import PostgresJournal
 from dompet.storage.sql.journal.sqlite import SqliteJournal
 from dompet.storage.sql.repos.accounts import Accounts
@@ -40,6 +42,9 @@ from dompet.storage.sql.repos.idempotency import IdempotencyKeys
 from dompet.storage.sql.repos.monitoring import Monitoring
 from dompet.storage.sql.repos.reconcile import Reconcile
 from dompet.storage.sql.repos.records import Records
+from dompet.storage.sql.repos.secrets import ServerSecrets
+from dompet.storage.sql.repos.sessions import Sessions
+from dompet.storage.sql.repos.throttles import Throttles
 from dompet.storage.sql.repos.transfers import Transfers
 from dompet.storage.sql.repos.users import Users
 
@@ -56,14 +61,17 @@ class SqlStore:
         batched_pages: bool,
     ) -> None:
         """``items``: wallet entries' history items are rendered as they are written, in its
-        layout (``history/written.py``). ``batched_pages``: history pages wanted at the same
-        time are read together (where each read costs a round trip)."""
+        layout (``history/written.py``). ``batched_pages``: history pages (and session
+        checks) wanted at the same time are read together (where a read is a round trip)."""
         self.access = access
         """The connection access (``access/``): the engine's one way in."""
         self.engine_name = access.engine_name
         self.journal = journal
         self.history = HistoryReads(access, batched=batched_pages)
         self.users = Users(access)
+        self.sessions = Sessions(access, batched=batched_pages)
+        self.throttles = Throttles(access)
+        self.secrets = ServerSecrets(access)
         self.customers = Customers(access)
         self.accounts = Accounts(access)
         self.transfers = Transfers(access)
@@ -91,13 +99,14 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.history.close()
+        await self.sessions.close()
         await self.access.close()
 
     async def ping(self) -> None:
         async with self.access.read() as conn:
             await conn.execute(select(literal(1)))
 
-    # -- wallet users, login throttling, refresh tokens (repos/users.py) ---------------------
+    # -- wallet users (repos/users.py) -------------------------------------------------------
     async def add_user(self, user: User, pin_hash: str) -> None:
         await self.users.add_user(user, pin_hash)
 
@@ -112,19 +121,46 @@ class SqlStore:
     ) -> User | None:
         return await self.users.update_profile(user_id, changes, now)
 
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
-        return await self.users.login_locked_until(phone_number)
+    # -- server secrets, throttles, sessions (repos/secrets.py, throttles.py, sessions.py) --
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
+        return await self.secrets.keep_secret(name, candidate, now)
 
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        return await self.users.record_login_failure(phone_number, now, max_failures, lock_for)
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
+        return await self.throttles.take_throttle(key, now, rule)
 
-    async def clear_login_failures(self, phone_number: str) -> None:
-        await self.users.clear_login_failures(phone_number)
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        await self.throttles.release_throttle(key, now)
 
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        return await self.users.consume_refresh_token(jti, user_id, expires_at)
+    async def clear_throttle(self, key: str) -> None:
+        await self.throttles.clear_throttle(key)
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        return await self.throttles.purge_throttles(before, limit)
+
+    async def open_session(self, session: SessionRecord) -> None:
+        await self.sessions.open_session(session)
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
+        return await self.sessions.session_live(session_id, subject)
+
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        return await self.sessions.rotate_session(
+            session_id, subject, presented_jti, next_jti, expires_at, now
+        )
+
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        return await self.sessions.end_sessions(subject, now, session_id)
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        return await self.sessions.purge_sessions(before, limit)
 
     # -- dashboard operators (repos/users.py) ------------------------------------------------
     async def add_operator(self, operator: Operator) -> None:
@@ -132,6 +168,9 @@ class SqlStore:
 
     async def find_operator(self, username: str) -> Operator | None:
         return await self.users.find_operator(username)
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        return await self.users.remove_operator(username, now)
 
     # -- savings customers (repos/customers.py) ----------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
@@ -144,17 +183,20 @@ class SqlStore:
     async def post_journal(
         self, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        return await self.journal.post(journal, idem)
+        with refusing_over_cap():
+            return await self.journal.post(journal, idem)
 
     async def open_transfer(
         self, transfer: Transfer, journal: Journal, idem: IdempotencyKey | None = None
     ) -> list[Entry]:
-        return await self.journal.open_transfer(transfer, journal, idem)
+        with refusing_over_cap():
+            return await self.journal.open_transfer(transfer, journal, idem)
 
     async def close_transfer(
         self, transfer_id: str, status: TransferStatus, journal: Journal, now: datetime
     ) -> bool:
-        return await self.journal.close_transfer(transfer_id, status, journal, now)
+        with refusing_over_cap():
+            return await self.journal.close_transfer(transfer_id, status, journal, now)
 
     async def set_account_blocked(self, account_id: str, blocked: bool) -> bool:
         return await self.accounts.set_account_blocked(account_id, blocked)

@@ -1,9 +1,9 @@
-"""People who sign in: wallet users (with their wallet account), their login throttle and
-used refresh tokens, and the dashboard's operators."""
+"""People who sign in: wallet users (with their wallet account) and the dashboard's operators.
+(Their sessions: ``sessions.py``; the throttles on their attempts: ``throttles.py``.)"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -11,11 +11,13 @@ from pymongo.errors import DuplicateKeyError
 from dompet.domain.errors import OperatorTaken, PhoneTaken
 from dompet.domain.ledger import AccountKind, wallet_account
 from dompet.domain.operators import Operator
+from dompet.domain.sessions import operator_subject
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.mongo.access import MongoAccess, Session
-from dompet.storage.mongo.client import Document, stamp, unstamp
-from dompet.storage.mongo.documents import NULL, user_document, user_of
+from dompet.storage.mongo.client import stamp, unstamp
+from dompet.storage.mongo.documents import user_document, user_of
 from dompet.storage.mongo.repos.accounts import open_account
+from dompet.storage.mongo.repos.sessions import end
 
 
 class Users:
@@ -57,59 +59,6 @@ class Users:
             )
         return user_of(doc) if doc else None
 
-    # -- login throttling and refresh tokens -------------------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
-        async with self._access.read():
-            doc = await self._db.login_throttle.find_one({"_id": phone_number})
-        return unstamp(doc.get("locked_until")) if doc else None
-
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        """While a lock is active nothing is counted (a conditional $inc that does not match)."""
-        unlocked: Document = {
-            "_id": phone_number,
-            "$or": [{"locked_until": NULL}, {"locked_until": {"$lte": stamp(now)}}],
-        }
-
-        async def work(s: Session) -> datetime | None:
-            doc = await self._db.login_throttle.find_one_and_update(
-                unlocked,
-                {"$inc": {"failures": 1}},
-                return_document=ReturnDocument.AFTER,
-                session=s,
-            )
-            if doc is None:
-                if await self._db.login_throttle.find_one({"_id": phone_number}, session=s):
-                    return None  # locked: failures racing with the lock count for nothing
-                doc = {"_id": phone_number, "failures": 1, "locked_until": None}
-                await self._db.login_throttle.insert_one(doc, session=s)
-            if doc["failures"] < max_failures:
-                return None
-            locked_until = now + lock_for
-            await self._db.login_throttle.update_one(
-                {"_id": phone_number},
-                {"$set": {"failures": 0, "locked_until": stamp(locked_until)}},
-                session=s,
-            )
-            return locked_until
-
-        return await self._access.transaction(work)
-
-    async def clear_login_failures(self, phone_number: str) -> None:
-        async with self._access.write():
-            await self._db.login_throttle.delete_one({"_id": phone_number})
-
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        try:
-            async with self._access.write():
-                await self._db.used_refresh_tokens.insert_one(
-                    {"_id": jti, "user_id": user_id, "expires_at": stamp(expires_at)}
-                )
-        except DuplicateKeyError:
-            return False
-        return True
-
     # -- dashboard operators -----------------------------------------------------------------
     async def add_operator(self, operator: Operator) -> None:
         try:
@@ -130,3 +79,13 @@ class Users:
         if doc is None:
             return None
         return Operator(doc["_id"], doc["password_hash"], unstamp(doc["created_at"]))
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        """Delete the operator and end every session of theirs, in one transaction."""
+
+        async def work(s: Session) -> bool:
+            removed = await self._db.operators.delete_one({"_id": username}, session=s)
+            await end(self._db, operator_subject(username), now, session=s)
+            return removed.deleted_count == 1
+
+        return await self._access.transaction(work)

@@ -15,9 +15,10 @@ What a repository may ask for, and nothing else:
   block has exited. ``priority``: settlement, served before waiting requests;
 - ``read(consistent)``: a connection to read on; ``consistent``: one snapshot of the whole
   database, in a transaction (reconcile, export);
-- ``fetch(query, params)`` and ``fetch_row(statement, *args)``: the hot reads (a history page,
-  a user, a transfer; reconcile's item check), one statement on the driver itself, without
-  SQLAlchemy's execution and result layers (more than half of such a read's cost);
+- ``fetch(query, params)``, ``fetch_rows(statement, *args)`` and ``fetch_row(statement,
+  *args)``: the hot reads (a history page, a session check, a user, a transfer; reconcile's
+  item check), one statement on the driver itself, without SQLAlchemy's execution and result
+  layers (more than half of such a read's cost);
 - ``write_row(statement, *args)``: one write statement, atomic alone (on PostgreSQL without
   BEGIN/COMMIT: one round trip).
 
@@ -39,10 +40,13 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+_PLACEHOLDER = r"\$(\d+)::\w+(?:\[\])?"
+
 
 class Statement:
     """One SQL text for both engines' drivers, written with asyncpg's numbered placeholders
-    (``$1::text``, in order, each once); SQLite's form has a ``?`` for each.
+    (``$1::text``, in order, each once); SQLite's form has a ``?`` for each. (A statement
+    with PostgreSQL's arrays, ``$1::text[]``, is for PostgreSQL only: a batch of reads.)
 
     ``times`` names the columns of its rows that hold a ``tables.UtcDateTime``: a row comes
     back with them as aware UTC datetimes, as SQLAlchemy would give them.
@@ -51,11 +55,11 @@ class Statement:
     __slots__ = ("postgresql", "sqlite", "times")
 
     def __init__(self, sql: str, times: frozenset[str] = frozenset()) -> None:
-        numbers = re.findall(r"\$(\d+)::\w+", sql)
+        numbers = re.findall(_PLACEHOLDER, sql)
         if numbers != [str(n) for n in range(1, len(numbers) + 1)]:
             raise ValueError(f"placeholders must be $1, $2 ... in order: {sql!r}")
         self.postgresql = sql
-        self.sqlite = re.sub(r"\$\d+::\w+", "?", sql)
+        self.sqlite = re.sub(_PLACEHOLDER, "?", sql)
         self.times = times
 
 
@@ -120,6 +124,10 @@ class ConnectionAccess(Protocol):
 
     async def fetch(self, query: CompiledSelect, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of a hot select, bare (stored times as the driver gives them: ``utc``)."""
+        ...
+
+    async def fetch_rows(self, statement: Statement, *args: Any) -> Sequence[Sequence[Any]]:
+        """The rows of a hot read, bare."""
         ...
 
     async def fetch_row(self, statement: Statement, *args: Any, urgent: bool = False) -> Any:

@@ -93,6 +93,11 @@ class PostgresAccess:
             records: Sequence[Sequence[Any]] = await driver.fetch(query.sql, *args)
         return records
 
+    async def fetch_rows(self, statement: Statement, *args: Any) -> Sequence[Sequence[Any]]:
+        async with self.raw() as driver:
+            records: Sequence[Sequence[Any]] = await driver.fetch(statement.postgresql, *args)
+        return records
+
     async def fetch_row(self, statement: Statement, *args: Any, urgent: bool = False) -> Any:
         async with self.raw(urgent) as driver:
             record = await driver.fetchrow(statement.postgresql, *args)

@@ -79,6 +79,9 @@ class SqliteAccess:
         # inline on the loop thread: it never waits (WAL)
         return self.hot_reader().execute(query.sql, query.arguments(params)).fetchall()
 
+    async def fetch_rows(self, statement: Statement, *args: Any) -> Sequence[Sequence[Any]]:
+        return self.hot_reader().execute(statement.sqlite, args).fetchall()
+
     async def fetch_row(self, statement: Statement, *args: Any, urgent: bool = False) -> Any:
         cursor = self.hot_reader().execute(statement.sqlite, args)
         row = cursor.fetchone()

@@ -6,7 +6,10 @@ SQLAlchemy Core statements on the connections it gives (``write``, ``read``), or
 statements through it (``fetch_row``, ``write_row``); none knows which engine it is on.
 
 - ``accounts.py``: opening, blocking, balances;
-- ``users.py``: wallet users, their login throttle and refresh tokens, dashboard operators;
+- ``users.py``: wallet users and dashboard operators;
+- ``sessions.py``: sessions (login to logout, refresh-token rotation and reuse);
+- ``throttles.py``: attempt throttles (logins, registrations, per client);
+- ``secrets.py``: server secrets kept in the database;
 - ``customers.py``: savings customers;
 - ``transfers.py``: reading, leasing and retrying transfers (settlement's side);
 - ``idempotency.py``: Idempotency-Key claims, answers and the purge;

@@ -1,27 +1,23 @@
-"""People who sign in: wallet users (with their wallet account), their login throttle and
-used refresh tokens, and the dashboard's operators."""
+"""People who sign in: wallet users (with their wallet account) and the dashboard's operators.
+(Their sessions: ``sessions.py``; the throttles on their attempts: ``throttles.py``.)"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dompet.domain.errors import OperatorTaken, PhoneTaken
 from dompet.domain.ledger import AccountKind, wallet_account
 from dompet.domain.operators import Operator
+from dompet.domain.sessions import operator_subject
 from dompet.domain.users import Credentials, ProfileChanges, User
 from dompet.storage.sql.access import ConnectionAccess, Statement
 from dompet.storage.sql.repos.accounts import open_account
-from dompet.storage.sql.tables import (
-    login_throttle,
-    operators,
-    time_columns,
-    used_refresh_tokens,
-    users,
-)
+from dompet.storage.sql.repos.sessions import end_sessions
+from dompet.storage.sql.tables import operators, time_columns, users
 
 GET_USER = Statement(
     "SELECT id, first_name, last_name, phone_number, address, created_at, updated_at"
@@ -73,73 +69,6 @@ class Users:
             ).first()
         return user_of(row) if row else None
 
-    # -- login throttling and refresh tokens -------------------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None:
-        async with self._access.read() as conn:
-            value: datetime | None = (
-                await conn.execute(
-                    select(login_throttle.c.locked_until).where(
-                        login_throttle.c.phone_number == phone_number
-                    )
-                )
-            ).scalar_one_or_none()
-        return value
-
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        # While a lock is active nothing is counted: failures racing with the one that set the
-        # lock neither extend it nor count towards the next one.
-        locked = and_(
-            login_throttle.c.locked_until.is_not(None), login_throttle.c.locked_until > now
-        )
-        async with self._access.write() as conn:
-            upsert = self._access.upsert(login_throttle).values(
-                phone_number=phone_number, failures=1, locked_until=None
-            )
-            row = (
-                await conn.execute(
-                    upsert.on_conflict_do_update(
-                        index_elements=[login_throttle.c.phone_number],
-                        set_={
-                            "failures": case(
-                                (locked, login_throttle.c.failures),
-                                else_=login_throttle.c.failures + 1,
-                            )
-                        },
-                    ).returning(login_throttle.c.failures, login_throttle.c.locked_until)
-                )
-            ).one()
-            if row.locked_until is not None and row.locked_until > now:
-                return None
-            if row.failures < max_failures:
-                return None
-            locked_until = now + lock_for
-            await conn.execute(
-                update(login_throttle)
-                .where(login_throttle.c.phone_number == phone_number)
-                .values(failures=0, locked_until=locked_until)
-            )
-            return locked_until
-
-    async def clear_login_failures(self, phone_number: str) -> None:
-        async with self._access.write() as conn:
-            await conn.execute(
-                delete(login_throttle).where(login_throttle.c.phone_number == phone_number)
-            )
-
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        try:
-            async with self._access.write() as conn:
-                await conn.execute(
-                    insert(used_refresh_tokens).values(
-                        jti=jti, user_id=user_id, expires_at=expires_at
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
-
     # -- dashboard operators -----------------------------------------------------------------
     async def add_operator(self, operator: Operator) -> None:
         try:
@@ -162,6 +91,13 @@ class Users:
         if row is None:
             return None
         return Operator(row.username, row.password_hash, row.created_at)
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        """Delete the operator and end every session of theirs, in one transaction."""
+        async with self._access.write() as conn:
+            removed = await conn.execute(delete(operators).where(operators.c.username == username))
+            await end_sessions(conn, operator_subject(username), now)
+        return bool(removed.rowcount == 1)
 
 
 def user_row(user: User, pin_hash: str) -> dict[str, Any]:
