@@ -35,7 +35,6 @@ PROFILES = {
 }
 SECRETS = {
     "JWT_SECRET": "a-test-secret-of-forty-eight-characters-0123456789",
-    "DASHBOARD_PASSWORD": "a-test-dashboard-password",
     "POSTGRES_PASSWORD": "testpassword0",
 }
 
@@ -109,10 +108,10 @@ def test_each_profile_validates_with_the_documented_env_file(
     assert members == PROFILES[profile]
 
 
-@pytest.mark.parametrize("missing", ["JWT_SECRET", "DASHBOARD_PASSWORD"])
-def test_compose_refuses_to_start_without_a_secret(
-    compose_binary: str, tmp_path: Path, missing: str
+def test_compose_refuses_to_start_without_the_jwt_secret(
+    compose_binary: str, tmp_path: Path
 ) -> None:
+    missing = "JWT_SECRET"
     env = env_file(tmp_path, **{**SECRETS, missing: ""})
     for profile in PROFILES:
         done = compose(compose_binary, env, "--profile", profile, "config", "-q")
@@ -233,6 +232,6 @@ def test_the_env_example_documents_every_variable_the_file_reads() -> None:
         if re.match(r"^[A-Z_]+=", line)
     }
     assert used <= documented, used - documented
-    assert {"JWT_SECRET", "DASHBOARD_PASSWORD", "POSTGRES_PASSWORD"} <= used
-    for secret in ("JWT_SECRET", "DASHBOARD_PASSWORD", "POSTGRES_PASSWORD"):
+    assert {"JWT_SECRET", "POSTGRES_PASSWORD"} <= used
+    for secret in ("JWT_SECRET", "POSTGRES_PASSWORD"):
         assert f"\n{secret}=\n" in (ROOT / ".env.example").read_text()  # no value given away

@@ -48,11 +48,11 @@ from typing import Any, Literal
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
+from dompet.config import hand_metrics_dir_to_workers
 from dompet.serving_http import OneWriteHttpToolsProtocol
 
 logger = logging.getLogger("uvicorn.error")  # as uvicorn's own supervisor logs
 
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 LogSetup = Literal["uvicorn", "dompet"]
 EventLoop = Literal["asyncio", "uvloop"]
 Writes = Literal["one", "uvicorn"]
@@ -80,6 +80,10 @@ class ServeOptions:
     writes: Writes = "one"
     """``one``: a response's headers and body reach the socket in one write
     (:mod:`dompet.serving_http`); ``uvicorn``: uvicorn's own two writes, for A/B runs."""
+    forwarded_allow_ips: str | None = None
+    """Proxies trusted to name the client in X-Forwarded-For (FORWARDED_ALLOW_IPS). None: no
+    proxy is trusted, and the client address is the socket peer (uvicorn would otherwise trust
+    127.0.0.1, letting any local process claim any address)."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -144,6 +148,8 @@ def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
         loop=options.loop,
         log_level=options.log_level.lower(),
         access_log=options.access_log,
+        proxy_headers=options.forwarded_allow_ips is not None,
+        forwarded_allow_ips=options.forwarded_allow_ips,
         log_config=_log_config(options),
         http=OneWriteHttpToolsProtocol if options.writes == "one" else "httptools",
     )
@@ -151,7 +157,7 @@ def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
 
 def _serve_in_process(options: ServeOptions) -> int:
     """What ``uvicorn.run`` does for one process: serve, exit code 3 if it never started."""
-    os.environ.pop(METRICS_DIR_VARIABLE, None)  # one process: its metrics in memory
+    hand_metrics_dir_to_workers(None)  # one process: its metrics in memory
     _setup_logging(options)
     server = uvicorn.Server(_uvicorn_config(options))
     with contextlib.suppress(KeyboardInterrupt):
@@ -215,9 +221,8 @@ class _Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         # Inherited by every worker spawned from now on: their metrics add up (module doc).
-        os.environ[METRICS_DIR_VARIABLE] = self.metrics_dir = tempfile.mkdtemp(
-            prefix="dompet-metrics-"
-        )
+        self.metrics_dir = tempfile.mkdtemp(prefix="dompet-metrics-")
+        hand_metrics_dir_to_workers(self.metrics_dir)
         try:
             logger.info(
                 "supervisor [%d] serving %s on http://%s:%d with %d workers (SO_REUSEPORT)",
@@ -234,7 +239,7 @@ class _Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            del os.environ[METRICS_DIR_VARIABLE]
+            hand_metrics_dir_to_workers(None)
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return self.exit_code
 

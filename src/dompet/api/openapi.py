@@ -36,6 +36,7 @@ DOCUMENTED_ORDER = (
     "/transfer",
     "/transactions",
     "/profile",
+    "/logout",
     "/daftar",
     "/tabung",
     "/tarik",

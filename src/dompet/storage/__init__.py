@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dompet.storage.port import ItemLayout, LedgerStore
+from typing import TYPE_CHECKING
+
+from dompet.domain.history import ItemLayout
+from dompet.storage.port import LedgerStore
+
+if TYPE_CHECKING:
+    from dompet.storage.sql.engine import SqlSettings
 
 
 def engine_of(database_url: str) -> str:
@@ -23,22 +29,25 @@ async def open_store(
     *,
     history_layout: ItemLayout | None = None,
     mongodb_allow_standalone: bool = False,
+    sql_settings: SqlSettings | None = None,
 ) -> LedgerStore:
     """Connect to the database named by ``database_url``; the caller closes the store.
 
     ``history_layout``: the SQL stores render each new wallet entry's history item in it as
-    they write the entry (``history_items.py``); pages in that layout then read it back.
+    they write the entry (``sql/history/written.py``); pages in that layout then read it back.
     ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
     (the nx-27017 test server); without it such a server is refused at start-up.
+    ``sql_settings``: the SQL engines' settings (``config.Settings``; defaults if None).
     """
     engine = engine_of(database_url)
     if engine == "mongodb":
         from dompet.storage.mongo.store import MongoStore
 
         return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
+    from dompet.storage.sql.engine import SqlSettings
     from dompet.storage.sql.store import SqlStore
 
-    return await SqlStore.open(database_url, history_layout)
+    return await SqlStore.open(database_url, history_layout, sql_settings or SqlSettings())
 
 
 async def migrate(database_url: str, *, mongodb_allow_standalone: bool = False) -> list[str]:
