@@ -16,7 +16,8 @@ supervisor vanished (SIGKILL) stops by itself, so no orphan keeps the port.
 Metrics: the supervisor makes a fresh private directory for the run and gives it to its
 workers as ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode: /metrics of
 any worker reports the totals of all), tells prometheus-client of each worker that exits
-(``mark_process_dead``) and removes the directory at the end. One process keeps its metrics
+(``mark_process_dead``) and removes the directory at the end (or, killed by SIGKILL, the next
+supervisor removes it). One process keeps its metrics
 in memory: the launcher removes the variable there.
 
 Used by ``dompet serve`` and by the benchmark::
@@ -42,6 +43,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
@@ -221,7 +223,8 @@ class _Supervisor:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         # Inherited by every worker spawned from now on: their metrics add up (module doc).
-        self.metrics_dir = tempfile.mkdtemp(prefix="dompet-metrics-")
+        _remove_metrics_dirs_of_dead_supervisors()
+        self.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         hand_metrics_dir_to_workers(self.metrics_dir)
         try:
             logger.info(
@@ -288,6 +291,25 @@ class _Supervisor:
 
         if process.pid is not None:
             mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+
+
+METRICS_DIR_PREFIX = "dompet-metrics-"
+"""The supervisor's metrics directory: ``<tmp>/dompet-metrics-<supervisor pid>-<random>``."""
+
+
+def _remove_metrics_dirs_of_dead_supervisors() -> None:
+    """A supervisor killed with SIGKILL could not remove its metrics directory: the next one
+    removes every directory of a supervisor that no longer runs (this user's only)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdecimal() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # gone meanwhile, or another user's process
+            continue
 
 
 def _claim_port(options: ServeOptions) -> ServeOptions:

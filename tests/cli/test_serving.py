@@ -389,3 +389,35 @@ def test_metrics_of_two_workers_add_up_to_the_ledger(
     os.kill(server.proc.pid, signal.SIGTERM)
     assert server.proc.wait(timeout=BOUND) == 0, server.log_tail()
     assert not metrics_dir.exists()
+
+
+def test_the_next_supervisor_removes_a_killed_ones_metrics_directory(
+    serve: tuple[Process, int, int], database_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL leaves no chance to clean up: the next `dompet serve --workers N` removes the
+    directory of a supervisor that no longer runs, and keeps its own."""
+    server, port, workers = serve
+    _wait_for_prefixes(server, port, workers, set())
+    assert server.proc is not None
+    (worker,) = [p for p in _children(server.proc.pid) if "spawn_main" in _cmdline(p)][:1]
+    stale = Path(_metrics_dir_of(worker))
+    assert stale.name.startswith(f"dompet-metrics-{server.proc.pid}-")
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=BOUND)
+    assert stale.exists()
+
+    again = find_free_port()
+    second = Process(
+        ["serve", "--host", HOST, "--port", str(again), "--workers", "2"],
+        database_env,
+        tmp_path / "second.log",
+    )
+    second.start()
+    try:
+        _wait_for_prefixes(second, again, 2, set())
+        assert second.proc is not None
+        (worker,) = [p for p in _children(second.proc.pid) if "spawn_main" in _cmdline(p)][:1]
+        assert Path(_metrics_dir_of(worker)).exists()
+        assert not stale.exists()
+    finally:
+        second.stop()
