@@ -19,6 +19,7 @@ from dompet.services.savings import SavingsService
 from dompet.services.settlement import SettlementService
 from dompet.services.wallet import LoginPolicy, WalletService
 from dompet.storage import open_store
+from dompet.storage.faults import StoreLimits, guarded
 from dompet.storage.port import LedgerStore
 from dompet.worker.inprocess import SettlementWorker, WakeDispatcher, WorkerConfig, worker_name
 
@@ -58,14 +59,32 @@ def pin_hasher(settings: Settings) -> Argon2PinHasher:
     )
 
 
-async def open_settings_store(settings: Settings) -> LedgerStore:
+def store_limits(settings: Settings) -> StoreLimits:
+    """The DB_* settings: how long a request may wait for the database (storage/faults.py)."""
+    return StoreLimits(
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        wait_timeout=settings.db_wait_timeout_seconds,
+        max_waiting=settings.db_max_waiting,
+        retry_after=settings.db_retry_after_seconds,
+    )
+
+
+async def open_settings_store(settings: Settings, *, serving: bool = False) -> LedgerStore:
     """The store of ``settings.database_url``, rendering history items in the display zone's
-    layout as it writes them; the caller closes it."""
-    return await open_store(
+    layout as it writes them; the caller closes it.
+
+    ``serving`` (the API and the workers): the DB_* limits apply, and a database fault is
+    raised as StoreUnavailable. Without (the operator's commands: reconcile, export ...) no
+    statement may be cut short by a timeout meant for requests."""
+    limits = store_limits(settings)
+    store = await open_store(
         settings.database_url,
         history_layout=history_layout(settings.tz),
         mongodb_allow_standalone=settings.mongodb_allow_standalone,
+        limits=limits if serving else None,
     )
+    return guarded(store, limits.retry_after) if serving else store
 
 
 @dataclass
@@ -88,7 +107,10 @@ class Container:
     async def build(
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
-        store = store or await open_settings_store(settings)
+        store = guarded(
+            store or await open_settings_store(settings, serving=True),
+            settings.db_retry_after_seconds,
+        )
         pins = pin_hasher(settings)
         tokens = JwtTokens(
             settings.jwt_secret.get_secret_value(),
@@ -103,9 +125,11 @@ class Container:
         if settings.redis_url:  # scale-out: `dompet worker --queue saq` processes settle
             from dompet.worker.saq import SaqDispatcher, settlement_queue
 
-            saq_queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+            saq_queue = settlement_queue(
+                settings.redis_url, settings.saq_queue_name, settings.redis_timeout_seconds
+            )
             await saq_queue.connect()
-            dispatcher = SaqDispatcher(saq_queue)
+            dispatcher = SaqDispatcher(saq_queue, settings.redis_timeout_seconds)
         wallet = WalletService(
             store,
             pins,
@@ -147,5 +171,9 @@ class Container:
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
             task.cancel()
         if self.saq_queue is not None:
-            await self.saq_queue.disconnect()
+            try:
+                async with asyncio.timeout(self.settings.redis_timeout_seconds + 1):
+                    await self.saq_queue.disconnect()
+            except Exception as exc:  # Redis gone: nothing of ours is lost with the connection
+                log.warning("could not disconnect from Redis: %s: %s", type(exc).__name__, exc)
         await self.store.close()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dompet.storage.port import ItemLayout, LedgerStore
+
+if TYPE_CHECKING:
+    from dompet.storage.faults import StoreLimits
 
 
 def engine_of(database_url: str) -> str:
@@ -23,6 +28,7 @@ async def open_store(
     *,
     history_layout: ItemLayout | None = None,
     mongodb_allow_standalone: bool = False,
+    limits: StoreLimits | None = None,
 ) -> LedgerStore:
     """Connect to the database named by ``database_url``; the caller closes the store.
 
@@ -30,6 +36,8 @@ async def open_store(
     they write the entry (``history_items.py``); pages in that layout then read it back.
     ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
     (the nx-27017 test server); without it such a server is refused at start-up.
+    ``limits``: the timeouts and waiting bound of a serving process (storage/faults.py);
+    None leaves the drivers' own (migrations, tools).
     """
     engine = engine_of(database_url)
     if engine == "mongodb":
@@ -38,7 +46,7 @@ async def open_store(
         return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
     from dompet.storage.sql.store import SqlStore
 
-    return await SqlStore.open(database_url, history_layout)
+    return await SqlStore.open(database_url, history_layout, limits)
 
 
 async def migrate(database_url: str, *, mongodb_allow_standalone: bool = False) -> list[str]:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.monitoring import WorkerHeartbeat
 from dompet.services.ports import Clock
 from dompet.storage.port import LedgerStore
@@ -65,5 +66,7 @@ class Heartbeat:
                 )
             )
             self._last = now
+        except StoreUnavailable as exc:
+            log.warning("could not record the heartbeat of %s: %s", self.worker_id, exc.message)
         except Exception:
             log.exception("could not record the heartbeat of %s", self.worker_id)

@@ -59,6 +59,12 @@ class PartialWriteError(RuntimeError):
         super().__init__(
             f"a write failed part-way ({type(cause).__name__}); its batch was rolled back"
         )
+        self.cause = cause
+
+
+class DurabilityLost(RuntimeError):
+    """An fsync of the WAL failed: the file's state is unknown, so no write is made any more
+    (until the process restarts; see :class:`WalFlusher`)."""
 
 
 _Turn = asyncio.Future[None] | _Job
@@ -466,7 +472,7 @@ class WalFlusher:
         self._in_flight = None
         error = flush.exception() if not flush.cancelled() else RuntimeError("fsync cancelled")
         if error is not None:
-            self.broken = self.broken or RuntimeError(f"fsync of the SQLite WAL failed: {error}")
+            self.broken = self.broken or DurabilityLost(f"fsync of the SQLite WAL failed: {error}")
             failed = batch + self._waiting
             self._waiting = []
             _answer([(answer, None, self.broken) for answer, _, _ in failed])

@@ -78,6 +78,7 @@ from dompet.domain.records import (
 from dompet.domain.savings import Customer
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.faults import StoreLimits
 from dompet.storage.history_items import ItemRenderer, layout_fingerprint
 from dompet.storage.port import ItemLayout, RenderedItems
 from dompet.storage.sql import pg_journal
@@ -129,6 +130,7 @@ class SqlStore:
         reader: AsyncEngine,
         engine_name: str,
         history_layout: ItemLayout | None = None,
+        limits: StoreLimits | None = None,
     ) -> None:
         self._writer = writer
         self._reader = reader
@@ -138,7 +140,15 @@ class SqlStore:
         # SQLite: reads in flight at once (FIFO). PostgreSQL: every checkout, read or write,
         # passes one pool-sized gate (FIFO, settlement first), so none waits in the pool.
         self._read_slots = asyncio.Semaphore(SQLITE_READERS) if engine_name == "sqlite" else None
-        self._pg_gate = PriorityGate(postgres_pool_size()) if engine_name != "sqlite" else None
+        self._pg_gate = (
+            PriorityGate(
+                postgres_pool_size(),
+                max_waiting=limits.max_waiting if limits else None,
+                wait_timeout=limits.wait_timeout if limits else None,
+            )
+            if engine_name != "sqlite"
+            else None
+        )
         self._driver_selects: dict[tuple[Any, ...], _DriverSelect] = {}
         self._driver_time = _sqlite_utc if engine_name == "sqlite" else _naive_utc
         # SQLite: the hot reads' own connection (engine.open_sqlite_reader), opened on first use.
@@ -158,10 +168,15 @@ class SqlStore:
         )
 
     @classmethod
-    async def open(cls, database_url: str, history_layout: ItemLayout | None = None) -> SqlStore:
-        writer, reader = create_engines(database_url)
+    async def open(
+        cls,
+        database_url: str,
+        history_layout: ItemLayout | None = None,
+        limits: StoreLimits | None = None,
+    ) -> SqlStore:
+        writer, reader = create_engines(database_url, limits)
         engine_name = "sqlite" if is_sqlite(database_url) else "postgresql"
-        return cls(writer, reader, engine_name, history_layout)
+        return cls(writer, reader, engine_name, history_layout, limits)
 
     async def close(self) -> None:
         if self._page_batches is not None:
@@ -1449,7 +1464,13 @@ _PG_CLAIM_NEW_KEY = (
     " NULL, $4::timestamp, $5::timestamp) ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
 )
 
-_BROKEN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
+_BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,  # its protocol is out of step (the server died under it)
+    OSError,
+    TimeoutError,
+)
 """Errors after which a raw PostgreSQL connection is not given back to the pool."""
 
 _PG_GET_USER = (
