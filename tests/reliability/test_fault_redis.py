@@ -1,10 +1,12 @@
-"""Redis dies mid-storm under SAQ workers and comes back empty.
+"""Redis hangs, then dies mid-storm under SAQ workers, and comes back empty.
 
-Transfers accepted while it is gone are committed, so they are answered 200 as fast as ever
-(the enqueue after the commit waits for Redis at most REDIS_TIMEOUT_SECONDS, then leaves it to
-the sweep); the worker process survives and reconnects; every accepted transfer is settled
-exactly once, those of the outage by the sweep, within SAQ_SWEEP_AFTER_SECONDS and a sweep
-period of Redis's return. Then the ledger is whole (tests/reliability/faults.py).
+First it is paused (SIGSTOP: connections are accepted, nothing answers; with redis-py's
+defaults an enqueue then waits forever), then killed, then started again empty. Transfers
+accepted meanwhile are committed, so they are answered 200 without delay (the enqueue after
+the commit waits for Redis at most REDIS_TIMEOUT_SECONDS, then leaves it to the sweep); the
+worker process survives and reconnects; every accepted transfer is settled exactly once,
+those of the outage by the sweep, within SAQ_SWEEP_AFTER_SECONDS and a sweep period of
+Redis's return. Then the ledger is whole (tests/reliability/faults.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from tests.reliability.faults import fault_env, running, storm, verify_afterward
 from tests.reliability.live import ApiServer, Op, Process
 from tests.support.servers import RedisServer, ServerUnavailable, require_or_skip
 
-OUTAGE = 3.0
+OUTAGE = 4.0
+HUNG = 2.0
 SWEEP_EVERY = 1.0
 SWEEP_AFTER = 2.0
 SLOWEST = 2.0
@@ -60,13 +63,15 @@ async def test_redis_dies_and_comes_back_empty(postgres_db_url: str, tmp_path: P
             async with storm(api, "redis-gone") as (run, users, ops):
                 run.timeline.began = time.monotonic()
                 gone_at = datetime.now(UTC)
+                redis.pause()
+                await asyncio.sleep(HUNG)
                 redis.crash()
-                await asyncio.sleep(OUTAGE)
+                await asyncio.sleep(OUTAGE - HUNG)
                 await asyncio.to_thread(redis.start_again)  # empty: no queue, no jobs
                 back_at = datetime.now(UTC)
                 run.timeline.ended = time.monotonic()
                 await asyncio.sleep(SWEEP_AFTER + SWEEP_EVERY)
-            print(run.summary("redis SIGKILL, back empty"))
+            print(run.summary("redis SIGSTOP then SIGKILL, back empty"))
             run.check_answers(SLOWEST)
             during = run.statuses(run.during())
             assert set(during) <= {200, 400}, f"Redis is not the database: {during}"

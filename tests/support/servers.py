@@ -610,8 +610,13 @@ class RedisServer(_ManagedServer):
             self.proc = None
         self._cleanup()
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (the kernel still accepts connections; nothing answers)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
     def crash(self) -> None:
-        """SIGKILL: every key is gone (no persistence)."""
+        """SIGKILL (a paused server too): every key is gone (no persistence)."""
         assert self.proc is not None
         _terminate(self.proc, signal.SIGKILL, 0)
         self.proc = None
