@@ -37,7 +37,8 @@ Dompet serves two APIs over one double-entry ledger:
   `{"remark": ...}`.
 
 Money is a whole number of Rupiah (a JSON integer). Money-moving POSTs accept an
-`Idempotency-Key` header.
+`Idempotency-Key` header. When the database is unavailable, both APIs answer 503 in their own
+error shape with `Retry-After`: retry then, with the same key.
 """
 
 
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                 "name": "Tabungan",
                 "description": (
                     "Savings accounts by no_rekening (SPEC.md section 2). Success: the bare "
-                    'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
+                    'object; every error, validation included: HTTP 400 `{"remark": ...}`, '
+                    "except an unavailable database: 503 (retry it)."
                 ),
             },
             {"name": "Operations", "description": "Health and metrics"},
