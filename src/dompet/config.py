@@ -125,7 +125,7 @@ class Settings(BaseSettings):
 
     # -- faults below the service (issue 22) ---------------------------------------------------
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    """Longest wait to open a database connection (PostgreSQL)."""
+    """Longest wait to open a database connection (PostgreSQL; MongoDB's server selection)."""
     db_statement_timeout_seconds: float = Field(default=10.0, ge=0)
     """Longest a statement may run, server side and client side (PostgreSQL); 0: no limit."""
     db_wait_timeout_seconds: float = Field(default=5.0, gt=0)

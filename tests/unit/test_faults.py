@@ -186,3 +186,18 @@ def test_the_guard_covers_every_call_of_the_port() -> None:
     ]
     assert set(faults._PORT_CALLS) == set(calls)
     assert {"post_journal", "open_transfer", "close_transfer", "claim_idempotency"} <= set(calls)
+
+
+def test_mongodb_urls_get_the_connect_timeout_unless_they_set_their_own() -> None:
+    from dompet.storage import mongodb_with_timeouts
+
+    assert mongodb_with_timeouts("mongodb://h:27017/dompet?replicaSet=rs0", 5) == (
+        "mongodb://h:27017/dompet?replicaSet=rs0"
+        "&serverSelectionTimeoutMS=5000&connectTimeoutMS=5000"
+    )
+    assert mongodb_with_timeouts(
+        "mongodb://u:p%40ss@h1,h2/db?serverselectiontimeoutms=100", 2.5
+    ) == ("mongodb://u:p%40ss@h1,h2/db?serverselectiontimeoutms=100&connectTimeoutMS=2500")
+    assert mongodb_with_timeouts("mongodb+srv://c.example.net/dompet", 1) == (
+        "mongodb+srv://c.example.net/dompet?serverSelectionTimeoutMS=1000&connectTimeoutMS=1000"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from dompet.storage.port import ItemLayout, LedgerStore
@@ -43,10 +44,26 @@ async def open_store(
     if engine == "mongodb":
         from dompet.storage.mongo.store import MongoStore
 
+        if limits is not None:
+            database_url = mongodb_with_timeouts(database_url, limits.connect_timeout)
         return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
     from dompet.storage.sql.store import SqlStore
 
     return await SqlStore.open(database_url, history_layout, limits)
+
+
+def mongodb_with_timeouts(database_url: str, seconds: float) -> str:
+    """``database_url`` with PyMongo's server-selection and connect timeouts set to ``seconds``
+    (its defaults: 30 s and 20 s), unless the URL sets them itself: an unreachable server is
+    then a 503 within the limit, as on PostgreSQL."""
+    parts = urllib.parse.urlsplit(database_url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    given = {name.lower() for name, _ in query}
+    milliseconds = str(max(1, round(seconds * 1000)))
+    for name in ("serverSelectionTimeoutMS", "connectTimeoutMS"):
+        if name.lower() not in given:
+            query.append((name, milliseconds))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 async def migrate(database_url: str, *, mongodb_allow_standalone: bool = False) -> list[str]:
