@@ -87,7 +87,10 @@ async def test_real_driver_faults_are_unavailable(tmp_path: Path) -> None:
         (asyncpg.CannotConnectNowError("starting up"), faults.UNREACHABLE, False),
         (asyncpg.AdminShutdownError("terminating"), faults.UNREACHABLE, False),
         (asyncpg.ConnectionDoesNotExistError("closed mid-operation"), faults.UNREACHABLE, False),
-        (asyncpg.TooManyConnectionsError("too many"), faults.UNREACHABLE, False),
+        (asyncpg.TooManyConnectionsError("too many"), faults.BUSY, True),
+        (asyncpg.DiskFullError("no space left on device"), faults.DISK_FULL, False),
+        (asyncpg.ReadOnlySQLTransactionError("a standby"), faults.UNREACHABLE, False),
+        (asyncpg.OutOfMemoryError("out of memory"), faults.UNREACHABLE, False),
         (asyncpg.InterfaceError("connection is closed"), faults.UNREACHABLE, False),
         (
             asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is"),

@@ -65,10 +65,14 @@ NOT_DURABLE = (
 
 _OVERLOADED = frozenset({BUSY, NO_CONNECTION, TOO_SLOW})
 
+_PG_STATES = {
+    "57014": TOO_SLOW,  # query_canceled: the server-side statement_timeout fired
+    "53100": DISK_FULL,  # disk_full
+    "53300": BUSY,  # too_many_connections
+    "25006": UNREACHABLE,  # read_only_sql_transaction: a standby (after a failover)
+}
 _PG_UNAVAILABLE_CLASSES = ("08", "53", "57P")
 """SQLSTATE classes of a server that is gone, starting, stopping or out of resources."""
-_PG_CANCELLED = "57014"
-"""query_canceled: the server-side statement_timeout fired."""
 
 
 def unavailable(exc: BaseException, retry_after: int = 1) -> StoreUnavailable | None:
@@ -111,8 +115,8 @@ def _reason(error: BaseException) -> str | None:
         return _sqlite_reason(error)
     if isinstance(error, asyncpg.PostgresError):
         state = str(getattr(error, "sqlstate", "") or "")
-        if state == _PG_CANCELLED:
-            return TOO_SLOW
+        if state in _PG_STATES:
+            return _PG_STATES[state]
         return UNREACHABLE if state.startswith(_PG_UNAVAILABLE_CLASSES) else None
     if isinstance(error, asyncpg.InterfaceError):  # e.g. "connection is closed"
         return UNREACHABLE if "closed" in str(error) else None
