@@ -315,6 +315,12 @@ class GroupCommitWriter:
             if not answer.done():
                 answer.set_exception(error)
 
+    def raise_if_broken(self) -> None:
+        """Raise :class:`DurabilityLost` if an fsync failed: every write is refused until the
+        process restarts, so a health check must say so (a supervisor can then restart it)."""
+        if self._wal is not None and self._wal.broken is not None:
+            raise self._wal.broken
+
     def transaction(self, priority: bool = False) -> CallerTransaction:
         """One caller's transaction; ``async with`` it: it has exited once its work is
         durably committed (or rolled back, if the block raised). A ``priority`` caller takes

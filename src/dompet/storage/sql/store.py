@@ -191,6 +191,8 @@ class SqlStore:
             await self._reader.dispose()
 
     async def ping(self) -> None:
+        if self._group is not None:
+            self._group.raise_if_broken()  # writes refused until a restart: not healthy
         async with self._reader.connect() as conn:
             await conn.execute(select(literal(1)))
 
