@@ -20,7 +20,9 @@ RUN uv sync --frozen --no-dev
 RUN useradd --system --uid 10001 --home /app dompet && mkdir -p /app/data && chown dompet /app/data
 USER dompet
 
+# It binds every interface: production mode, which refuses to start without JWT_SECRET.
 ENV PATH="/app/.venv/bin:${PATH}" \
+    DOMPET_ENV=production \
     HOST=0.0.0.0 \
     PORT=8000
 EXPOSE 8000

@@ -130,6 +130,7 @@ async def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/dompet.db")
     os.environ.setdefault("DOMPET_ENV", "development")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("REGISTRATIONS_PER_CLIENT", "0")  # every user comes from one address
     for name, value in (("TIME_COST", "1"), ("MEMORY_KIB", "8192"), ("PARALLELISM", "1")):
         os.environ.setdefault(f"PIN_HASH_{name}", value)  # set-up only: Argon2 is not measured
     await migrate(os.environ["DATABASE_URL"])

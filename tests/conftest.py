@@ -39,6 +39,13 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
         "log_json": False,
         # Lets MongoDB run on the nx-27017 test server; no effect on a real replica set.
         "mongodb_allow_standalone": True,
+        # Every in-process request comes from one address (httpx's ASGI transport), and
+        # tests register many users: the per-client registration limit is tested on its own
+        # (tests/reliability/test_client_limits.py). The login limits stay at their defaults.
+        "registrations_per_client": 0,
+        # Bursts of logins in tests are about the lock: the hashing bound is tested on its own
+        # (tests/reliability/test_client_limits.py), so here it never answers 503.
+        "pin_hash_concurrency": 64,
     }
     values.update(overrides)
     return Settings.model_validate(values)

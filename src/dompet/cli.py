@@ -1,5 +1,5 @@
 """The ``dompet`` command line: serve, worker, migrate, reconcile, purge-idempotency,
-example-data."""
+example-data, and the dashboard's operators (create-operator, remove-operator)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def serve(
             workers=workers,
             log_level=settings.log_level,
             logs="dompet",
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     )
     if code:
@@ -166,20 +167,26 @@ async def _reconcile(settings: Settings) -> InvariantReport:
 
 @app.command("purge-idempotency")
 def purge_idempotency() -> None:
-    """Delete the expired idempotency keys now (the workers also do it every
-    IDEMPOTENCY_PURGE_SECONDS); print how many were deleted."""
-    deleted = asyncio.run(_purge_idempotency(Settings()))
-    console.print(f"deleted {deleted} expired idempotency keys")
+    """Delete the expired idempotency keys (and the throttles and sessions that expired) now
+    (the workers also do it every IDEMPOTENCY_PURGE_SECONDS); print how many were deleted."""
+    keys, others = asyncio.run(_purge_idempotency(Settings()))
+    console.print(f"deleted {keys} expired idempotency keys")
+    console.print(f"deleted {others} expired throttles and sessions")
 
 
-async def _purge_idempotency(settings: Settings) -> int:
+async def _purge_idempotency(settings: Settings) -> tuple[int, int]:
     from dompet.container import open_settings_store
-    from dompet.services.idempotency_purge import purge_expired_idempotency_keys
+    from dompet.services.idempotency_purge import (
+        purge_expired_idempotency_keys,
+        purge_expired_sessions_and_throttles,
+    )
     from dompet.services.ports import utc_now
 
     store = await open_settings_store(settings)
     try:
-        return await purge_expired_idempotency_keys(store, utc_now())
+        now = utc_now()
+        keys = await purge_expired_idempotency_keys(store, now)
+        return keys, await purge_expired_sessions_and_throttles(store, now)
     finally:
         await store.close()
 
@@ -201,11 +208,20 @@ def example_data_load(
         bool, typer.Option("--force", help="Add to a database that already holds data")
     ] = False,
 ) -> None:
-    """Load an example-data folder into DATABASE_URL (migrate first), ids preserved."""
+    """Load an example-data folder into DATABASE_URL (migrate first), ids preserved.
+
+    Refused in production: the example users' PINs are published (docs/example-data.md)."""
     from dompet.dataio.folder import BadDataFolder, DatabaseNotEmpty
 
+    settings = Settings()
+    if settings.env == "production":
+        console.print(
+            "[red]not loaded[/red]: example data is refused in production "
+            "(DOMPET_ENV=production): its users' PINs are published"
+        )
+        raise typer.Exit(1)
     try:
-        report = asyncio.run(_load(Settings(), folder, force))
+        report = asyncio.run(_load(settings, folder, force))
     except (DatabaseNotEmpty, BadDataFolder, ValueError) as exc:
         console.print(f"[red]not loaded[/red]: {exc}")
         raise typer.Exit(1) from None
@@ -310,6 +326,30 @@ async def _create_operator(settings: Settings, username: str, password: str) -> 
     finally:
         await store.close()
     console.print(f"operator {operator.username} created")
+
+
+@app.command("remove-operator")
+def remove_operator(
+    username: Annotated[str, typer.Argument(help="The operator's login name")],
+) -> None:
+    """Remove a dashboard operator; every session of theirs ends at once."""
+    asyncio.run(_remove_operator(Settings(), username))
+
+
+async def _remove_operator(settings: Settings, username: str) -> None:
+    from dompet.container import open_settings_store, pin_hasher
+    from dompet.services.monitoring import OperatorService
+    from dompet.services.ports import utc_now
+
+    store = await open_settings_store(settings)
+    try:
+        removed = await OperatorService(store, pin_hasher(settings), utc_now).remove(username)
+    finally:
+        await store.close()
+    if not removed:
+        console.print(f"[red]error[/red]: no operator {username}")
+        raise typer.Exit(1)
+    console.print(f"operator {username.strip().lower()} removed; their sessions ended")
 
 
 async def _set_blocked(settings: Settings, account_id: str, blocked: bool) -> None:

@@ -1,16 +1,24 @@
-"""Settings from the environment. Read only at the composition roots (app factory, CLI)."""
+"""Settings from the environment. Read only at the composition roots (app factory, CLI).
+
+No secret has a default: a server without JWT_SECRET / DASHBOARD_SESSION_SECRET generates
+random ones and keeps them (dompet/security/kept_secrets.py), except in production, which
+refuses to start without them.
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
-DEV_DASHBOARD_PASSWORD = "dompet-dev"  # noqa: S105
+MIN_PRODUCTION_SECRET = 32
+REMOVED_SETTINGS = ("DASHBOARD_USER", "DASHBOARD_PASSWORD")
+"""Dashboard logins from the environment are gone (issue 19): operators are created with
+``dompet create-operator``; a server that still gets these refuses to start, saying so."""
 
 
 class Settings(BaseSettings):
@@ -26,7 +34,8 @@ class Settings(BaseSettings):
     port: int = 8000
     display_timezone: str = "Asia/Jakarta"
 
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_secret: SecretStr | None = None
+    """HS256 key of the tokens; unset: generated and kept (not in production)."""
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
     pin_pepper: SecretStr | None = None
@@ -34,8 +43,18 @@ class Settings(BaseSettings):
     pin_hash_memory_kib: int = 65536
     pin_hash_parallelism: int = 4
 
-    login_max_failures: int = 5
-    login_lock_seconds: int = 300
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_seconds: int = Field(default=300, ge=1)
+    login_failures_per_client: int = Field(default=50, ge=0)
+    """Failed logins (wallet and dashboard) per client address per window; 0: no limit."""
+    registrations_per_client: int = Field(default=20, ge=0)
+    """Registrations per client address per window; 0: no limit."""
+    client_limit_window_seconds: int = Field(default=900, ge=1)
+    pin_hash_concurrency: int = Field(default=4, ge=1)
+    """Argon2 hashes at once per process; one more is a 503 with Retry-After, not a queue."""
+    forwarded_allow_ips: str | None = None
+    """Proxies whose X-Forwarded-For names the client (uvicorn's list, e.g. ``10.0.0.5``);
+    unset: the client address is the socket peer."""
 
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_in_flight_seconds: int = 60
@@ -50,26 +69,66 @@ class Settings(BaseSettings):
     settle_retry_max_seconds: float = 300.0
     redis_url: str | None = None
 
-    dashboard_user: str = "operator"
-    dashboard_password: SecretStr = SecretStr(DEV_DASHBOARD_PASSWORD)
-
     log_level: str = "INFO"
     log_json: bool = True
+
+    # -- SQL engines (storage/sql/engine.py: SqlSettings) --
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    """SQLite's ``PRAGMA synchronous``; NORMAL trades the last commits on power loss for speed."""
+    sqlite_writer_lock: bool = True
+    """SQLite writers of different processes hand over through a lock file (off: A/B runs)."""
+    pg_pool_size: int = Field(default=20, ge=1)
+    """PostgreSQL connections per process (a fixed pool, no overflow)."""
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     # -- MongoDB engine (issue 5) --
     mongodb_allow_standalone: bool = False
     """Accept a MongoDB server that is not a replica set (test-only: the nx-27017 server)."""
 
+    @field_validator("jwt_secret", "dashboard_session_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``JWT_SECRET=`` (e.g. from a compose file's ``${JWT_SECRET:-}``) means unset."""
+        if isinstance(value, str | SecretStr) and not str(
+            value.get_secret_value() if isinstance(value, SecretStr) else value
+        ):
+            return None
+        return value
+
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> Settings:
-        if self.env == "production":
-            if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("JWT_SECRET must be set in production")
-            if len(self.jwt_secret.get_secret_value()) < 32:
-                raise ValueError("JWT_SECRET must be at least 32 characters in production")
-            if self.dashboard_password.get_secret_value() == DEV_DASHBOARD_PASSWORD:
-                raise ValueError("DASHBOARD_PASSWORD must be set in production")
+    def _refuse_unsafe_production(self) -> Settings:
+        present = {name.upper() for name in os.environ}
+        removed = [name for name in REMOVED_SETTINGS if name in present]
+        if removed:
+            raise ValueError(
+                f"{' and '.join(removed)} no longer log into the dashboard: create an operator "
+                "with `dompet create-operator NAME` and unset them (see docs/operations.md)"
+            )
+        if self.env != "production":
+            return self
+        if self.jwt_secret is None:
+            raise ValueError("JWT_SECRET must be set in production")
+        for name, secret in (
+            ("JWT_SECRET", self.jwt_secret),
+            ("DASHBOARD_SESSION_SECRET", self.dashboard_session_secret),
+        ):
+            if secret is not None and len(secret.get_secret_value()) < MIN_PRODUCTION_SECRET:
+                raise ValueError(
+                    f"{name} must be at least {MIN_PRODUCTION_SECRET} characters in production"
+                )
+        if self.dashboard_secure_cookie is False:
+            raise ValueError("DASHBOARD_SECURE_COOKIE=false is refused in production (HTTPS)")
         return self
+
+    @property
+    def dashboard_cookie_secure(self) -> bool:
+        if self.dashboard_secure_cookie is None:
+            return self.env == "production"
+        return self.dashboard_secure_cookie
 
     @property
     def tz(self) -> ZoneInfo:
@@ -95,10 +154,11 @@ class Settings(BaseSettings):
     """A due PENDING transfer older than this is re-enqueued by the sweep."""
     saq_queue_name: str = "dompet-settlement"
     dashboard_session_secret: SecretStr | None = None
-    """HMAC key of the dashboard session cookie (default: derived from JWT_SECRET)."""
+    """HMAC key of the dashboard session cookie (default: derived from JWT_SECRET, or
+    generated and kept with it)."""
     dashboard_session_seconds: int = 8 * 3600
-    dashboard_secure_cookie: bool = False
-    """Mark the dashboard cookie Secure (set true behind HTTPS)."""
+    dashboard_secure_cookie: bool | None = None
+    """Mark the dashboard cookie Secure; unset: only in production (where false is refused)."""
     dashboard_refresh_seconds: float = 3.0
 
     # -- reliability and security (issue 6) ------------------------------------------------

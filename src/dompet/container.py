@@ -12,15 +12,18 @@ from typing import Any
 from dompet.api.presenters import history_layout
 from dompet.config import Settings
 from dompet.domain.transfers import RetryPolicy
+from dompet.security.kept_secrets import ServerSecrets, server_secrets
 from dompet.security.pins import Argon2PinHasher
 from dompet.security.tokens import JwtTokens
+from dompet.services.attempts import AttemptLimits, AttemptPolicy
 from dompet.services.ports import Clock, MoneyObservers, TransferDispatcher, utc_now
 from dompet.services.savings import SavingsService
 from dompet.services.settlement import SettlementService
-from dompet.services.wallet import LoginPolicy, WalletService
+from dompet.services.wallet import WalletService
 from dompet.storage import open_store
 from dompet.storage.faults import StoreLimits, guarded
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.engine import SqlSettings
 from dompet.worker.inprocess import SettlementWorker, WakeDispatcher, WorkerConfig, worker_name
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,26 @@ def pin_hasher(settings: Settings) -> Argon2PinHasher:
         memory_kib=settings.pin_hash_memory_kib,
         parallelism=settings.pin_hash_parallelism,
         pepper=pepper,
+        max_concurrent=settings.pin_hash_concurrency,
+    )
+
+
+def attempt_policy(settings: Settings) -> AttemptPolicy:
+    return AttemptPolicy(
+        login_max_failures=settings.login_max_failures,
+        login_lock_seconds=settings.login_lock_seconds,
+        login_failures_per_client=settings.login_failures_per_client,
+        registrations_per_client=settings.registrations_per_client,
+        client_window_seconds=settings.client_limit_window_seconds,
+    )
+
+
+def sql_settings(settings: Settings) -> SqlSettings:
+    """The SQL engines' settings (SQLITE_SYNCHRONOUS, SQLITE_WRITER_LOCK, PG_POOL_SIZE)."""
+    return SqlSettings(
+        sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_writer_lock=settings.sqlite_writer_lock,
+        pg_pool_size=settings.pg_pool_size,
     )
 
 
@@ -72,7 +95,7 @@ def store_limits(settings: Settings) -> StoreLimits:
 
 async def open_settings_store(settings: Settings, *, serving: bool = False) -> LedgerStore:
     """The store of ``settings.database_url``, rendering history items in the display zone's
-    layout as it writes them; the caller closes it.
+    layout as it writes them, on the engine settings given; the caller closes it.
 
     ``serving`` (the API and the workers): the DB_* limits apply, and a database fault is
     raised as StoreUnavailable. Without (the operator's commands: reconcile, export ...) no
@@ -82,6 +105,7 @@ async def open_settings_store(settings: Settings, *, serving: bool = False) -> L
         settings.database_url,
         history_layout=history_layout(settings.tz),
         mongodb_allow_standalone=settings.mongodb_allow_standalone,
+        sql_settings=sql_settings(settings),
         limits=limits if serving else None,
     )
     return guarded(store, limits.retry_after) if serving else store
@@ -96,6 +120,10 @@ class Container:
     savings: SavingsService
     settlement: SettlementService
     dispatcher: TransferDispatcher
+    secrets: ServerSecrets
+    pins: Argon2PinHasher
+    """The one PIN/password hasher of this process (its bound counts every Argon2 run)."""
+    attempts: AttemptLimits
     worker: SettlementWorker | None = None
     money: MoneyObservers = field(default_factory=MoneyObservers)
     """Subscribe here to hear of every money movement (the /metrics counters do)."""
@@ -107,16 +135,20 @@ class Container:
     async def build(
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
+        opened = store is None
         store = guarded(
             store or await open_settings_store(settings, serving=True),
             settings.db_retry_after_seconds,
         )
+        try:
+            secrets = await server_secrets(settings, store)
+        except BaseException:
+            if opened:
+                await store.close()
+            raise
         pins = pin_hasher(settings)
-        tokens = JwtTokens(
-            settings.jwt_secret.get_secret_value(),
-            settings.access_token_ttl,
-            settings.refresh_token_ttl,
-        )
+        attempts = AttemptLimits(store, clock, attempt_policy(settings))
+        tokens = JwtTokens(secrets.jwt, settings.access_token_ttl, settings.refresh_token_ttl)
         wake = WakeDispatcher()
         money = MoneyObservers()
         settlement = SettlementService(store, clock, retry_policy(settings))
@@ -136,7 +168,7 @@ class Container:
             tokens,
             dispatcher,
             clock,
-            LoginPolicy(settings.login_max_failures, settings.login_lock_seconds),
+            attempts,
             money,
         )
         worker = None
@@ -153,6 +185,9 @@ class Container:
             savings=SavingsService(store, clock, money),
             settlement=settlement,
             dispatcher=dispatcher,
+            secrets=secrets,
+            pins=pins,
+            attempts=attempts,
             worker=worker,
             money=money,
             saq_queue=saq_queue,

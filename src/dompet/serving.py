@@ -71,6 +71,10 @@ class ServeOptions:
     writes: Writes = "one"
     """``one``: a response's headers and body reach the socket in one write
     (:mod:`dompet.serving_http`); ``uvicorn``: uvicorn's own two writes, for A/B runs."""
+    forwarded_allow_ips: str | None = None
+    """Proxies trusted to name the client in X-Forwarded-For (FORWARDED_ALLOW_IPS). None: no
+    proxy is trusted, and the client address is the socket peer (uvicorn would otherwise trust
+    127.0.0.1, letting any local process claim any address)."""
 
 
 def serve(options: ServeOptions) -> int:
@@ -135,6 +139,8 @@ def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
         loop=options.loop,
         log_level=options.log_level.lower(),
         access_log=options.access_log,
+        proxy_headers=options.forwarded_allow_ips is not None,
+        forwarded_allow_ips=options.forwarded_allow_ips,
         log_config=_log_config(options),
         http=OneWriteHttpToolsProtocol if options.writes == "one" else "httptools",
     )

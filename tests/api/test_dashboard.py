@@ -12,14 +12,15 @@ import httpx
 import pytest
 
 from dompet.config import Settings
-from dompet.container import Container, pin_hasher
+from dompet.container import Container
 from dompet.domain.ledger import wallet_account
 from dompet.services.monitoring import OperatorService
 from tests.api.wallet_client import register, wait_for_status
 from tests.conftest import AsyncClientContext, fast_settings
 from tests.support.servers import RedisServer
 
-ENV_USER, ENV_PASSWORD = "ops", "a-long-dashboard-password"
+OPERATOR, PASSWORD = "ops", "a-long-dashboard-password"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @dataclass
@@ -27,13 +28,19 @@ class App:
     http: httpx.AsyncClient
     container: Container
 
+    @property
+    def operators(self) -> OperatorService:
+        return app_operators(self.container)
+
+
+def app_operators(container: Container) -> OperatorService:
+    return OperatorService(container.store, container.pins, container.clock, container.attempts)
+
 
 @pytest.fixture
 async def app(database_url: str) -> AsyncIterator[App]:
     settings: Settings = fast_settings(
         database_url,
-        dashboard_user=ENV_USER,
-        dashboard_password=ENV_PASSWORD,
         worker_heartbeat_seconds=0.1,
         # A failed settlement waits an hour unless an operator retries it.
         settle_retry_base_seconds=3600,
@@ -42,10 +49,12 @@ async def app(database_url: str) -> AsyncIterator[App]:
     context = AsyncClientContext(settings)
     async with context as http:
         assert context.container is not None
-        yield App(http, context.container)
+        running = App(http, context.container)
+        await running.operators.create(OPERATOR, PASSWORD)  # as `dompet create-operator` does
+        yield running
 
 
-async def login(http: httpx.AsyncClient, user: str = ENV_USER, pw: str = ENV_PASSWORD) -> str:
+async def login(http: httpx.AsyncClient, user: str = OPERATOR, pw: str = PASSWORD) -> str:
     """Log in; return the page's CSRF token."""
     response = await http.post(
         "/dashboard/login",
@@ -92,7 +101,7 @@ async def test_anonymous_users_are_sent_to_login_or_refused(app: App) -> None:
 async def test_wrong_password_is_refused(app: App) -> None:
     response = await app.http.post(
         "/dashboard/login",
-        content=f"username={ENV_USER}&password=wrong",
+        content=f"username={OPERATOR}&password=wrong",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 401
@@ -100,18 +109,26 @@ async def test_wrong_password_is_refused(app: App) -> None:
     assert "dompet_dashboard" not in response.cookies
 
 
+async def test_absurd_usernames_are_a_401_not_a_500(app: App) -> None:
+    for user in ("x" * 3000, "\u0000ops", "ops%00", "' OR 1=1 --"):
+        response = await app.http.post(
+            "/dashboard/login", content=f"username={user}&password=whatever", headers=FORM
+        )
+        assert response.status_code == 401, (user[:20], response.text[:200])
+
+
 async def test_repeated_wrong_passwords_lock_the_username(app: App) -> None:
     async def attempt(password: str) -> httpx.Response:
         return await app.http.post(
             "/dashboard/login",
-            content=f"username={ENV_USER}&password={password}",
+            content=f"username={OPERATOR}&password={password}",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
 
     limit = app.container.settings.login_max_failures
     for _ in range(limit):
         assert (await attempt("wrong")).status_code == 401
-    locked = await attempt(ENV_PASSWORD)  # even the right password, while locked
+    locked = await attempt(PASSWORD)  # even the right password, while locked
     assert locked.status_code == 429
     assert "Too many failed login attempts" in locked.text
 
@@ -119,7 +136,7 @@ async def test_repeated_wrong_passwords_lock_the_username(app: App) -> None:
 async def test_login_sets_a_strict_httponly_cookie_and_logout_needs_csrf(app: App) -> None:
     response = await app.http.post(
         "/dashboard/login",
-        content=f"username={ENV_USER}&password={ENV_PASSWORD}&next=https://evil.example/",
+        content=f"username={OPERATOR}&password={PASSWORD}&next=https://evil.example/",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 303
@@ -147,14 +164,74 @@ async def test_login_sets_a_strict_httponly_cookie_and_logout_needs_csrf(app: Ap
 
 
 async def test_operators_from_the_database_can_log_in(app: App) -> None:
-    operators = OperatorService(
-        app.container.store,
-        pin_hasher(app.container.settings),
-        app.container.clock,
-    )
-    await operators.create("Siti.Ops", "correct horse battery")
+    await app.operators.create("Siti.Ops", "correct horse battery")
     await login(app.http, "siti.ops", "correct horse battery")
     assert (await summary(app.http))["counts"]["PENDING"] == 0
+
+
+async def test_there_is_no_default_operator(database_url: str) -> None:
+    """A fresh server has no one to log in as (no default password): every guess is a 401."""
+    async with AsyncClientContext(fast_settings(database_url)) as http:
+        for user, password in (("operator", "dompet-dev"), ("admin", "admin"), ("ops", "")):
+            response = await http.post(
+                "/dashboard/login", content=f"username={user}&password={password}", headers=FORM
+            )
+            assert response.status_code == 401, (user, password)
+
+
+async def test_logout_ends_the_session_on_the_server(app: App) -> None:
+    csrf = await login(app.http)
+    cookie = app.http.cookies.get("dompet_dashboard")
+    assert cookie
+    out = await app.http.post("/dashboard/logout", content=f"csrf_token={csrf}", headers=FORM)
+    assert out.status_code == 303
+    app.http.cookies.set("dompet_dashboard", cookie, path="/dashboard")  # a copy kept
+    assert (await app.http.get("/dashboard/api/summary")).status_code == 401
+    assert (await app.http.get("/dashboard")).status_code == 303
+
+
+async def test_removing_an_operator_ends_their_sessions_at_once(app: App) -> None:
+    await app.operators.create("temp.ops", "temporary password")
+    await login(app.http, "temp.ops", "temporary password")
+    assert (await app.http.get("/dashboard/api/summary")).status_code == 200
+    assert await app.operators.remove("temp.ops")
+    assert (await app.http.get("/dashboard/api/summary")).status_code == 401
+    assert not await app.operators.remove("temp.ops")
+    again = await app.http.post(
+        "/dashboard/login", content="username=temp.ops&password=temporary password", headers=FORM
+    )
+    assert again.status_code == 401
+
+
+async def test_a_burst_of_wrong_passwords_gets_at_most_the_lock_limit_checked(app: App) -> None:
+    """40 wrong passwords at once: at most LOGIN_MAX_FAILURES are checked (401), the rest are
+    refused before any hashing (429), and the right password is then refused too."""
+
+    async def attempt(password: str) -> httpx.Response:
+        return await app.http.post(
+            "/dashboard/login", content=f"username={OPERATOR}&password={password}", headers=FORM
+        )
+
+    burst = await asyncio.gather(*(attempt(f"wrong-{n}") for n in range(40)))
+    statuses = [r.status_code for r in burst]
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= app.container.settings.login_max_failures
+    locked = await attempt(PASSWORD)
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 0
+
+
+async def test_the_cookie_is_secure_in_production(database_url: str) -> None:
+    settings = fast_settings(database_url, env="production", jwt_secret="p" * 40)
+    context = AsyncClientContext(settings)
+    async with context as http:
+        assert context.container is not None
+        await app_operators(context.container).create(OPERATOR, PASSWORD)
+        response = await http.post(
+            "/dashboard/login", content=f"username={OPERATOR}&password={PASSWORD}", headers=FORM
+        )
+        assert response.status_code == 303
+        assert "secure" in response.headers["set-cookie"].lower()
 
 
 async def test_summary_shows_flow_latency_workers_and_invariants(app: App) -> None:
@@ -224,13 +301,12 @@ async def test_saq_monitor_is_mounted_behind_the_login(
     database_url: str, redis_server: RedisServer
 ) -> None:
     settings = fast_settings(
-        database_url,
-        dashboard_user=ENV_USER,
-        dashboard_password=ENV_PASSWORD,
-        redis_url=redis_server.url,
-        saq_queue_name="dompet-dashboard-test",
+        database_url, redis_url=redis_server.url, saq_queue_name="dompet-dashboard-test"
     )
-    async with AsyncClientContext(settings) as http:
+    context = AsyncClientContext(settings)
+    async with context as http:
+        assert context.container is not None
+        await app_operators(context.container).create(OPERATOR, PASSWORD)
         anonymous = await http.get("/dashboard/saq/")
         assert anonymous.status_code == 303
         assert anonymous.headers["location"].startswith("/dashboard/login")

@@ -15,6 +15,7 @@ ROUTES = {
     ("post", "/transfer"): "E-wallet",
     ("get", "/transactions"): "E-wallet",
     ("put", "/profile"): "E-wallet",
+    ("post", "/logout"): "E-wallet",
     ("post", "/daftar"): "Tabungan",
     ("post", "/tabung"): "Tabungan",
     ("post", "/tarik"): "Tabungan",
@@ -65,7 +66,7 @@ async def test_docs_list_routes_in_the_specifications_order_and_mark_bearer_ones
     spec = (await client.get("/openapi.json")).json()
     documented = [path for path in spec["paths"] if path not in ("/healthz", "/metrics")]
     assert documented == list(dict.fromkeys(path for _, path in ROUTES))
-    bearer = {"/topup", "/pay", "/transfer", "/transactions", "/profile"}
+    bearer = {"/topup", "/pay", "/transfer", "/transactions", "/profile", "/logout"}
     for (method, path), _tag in ROUTES.items():
         security = spec["paths"][path][method].get("security")
         assert (security == [{"HTTPBearer": []}]) == (path in bearer), (method, path, security)

@@ -37,7 +37,7 @@ def all_commands() -> list[list[str]]:
 
 def test_the_cli_has_the_issue_s_commands() -> None:
     names = {" ".join(path) for path in all_commands()}
-    expected = {"serve", "worker", "migrate", "reconcile", "create-operator"}
+    expected = {"serve", "worker", "migrate", "reconcile", "create-operator", "remove-operator"}
     assert expected | {"example-data load", "example-data dump", "example-data build"} <= names
 
 
@@ -104,6 +104,18 @@ def test_build_writes_a_loadable_folder(env: dict[str, str], tmp_path: Path) -> 
     # The build is deterministic: it reproduces the committed example_data/ byte for byte.
     for name in sorted(p.name for p in EXAMPLE.iterdir()):
         assert (out / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
+
+
+def test_example_data_is_refused_in_production(env: dict[str, str]) -> None:
+    """Its users' PINs are published: it never goes into a production database."""
+    production = {**env, "DOMPET_ENV": "production", "JWT_SECRET": "p" * 40}
+    assert runner.invoke(app, ["migrate"], env=production).exit_code == 0
+    result = runner.invoke(app, ["example-data", "load", str(EXAMPLE)], env=production)
+    assert result.exit_code == 1
+    assert "refused in production" in result.output
+    database = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
 
 
 def test_loading_a_missing_folder_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:

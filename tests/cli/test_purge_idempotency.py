@@ -47,6 +47,7 @@ def test_purge_idempotency_deletes_expired_keys_and_says_how_many(database_url: 
     first = runner.invoke(app, ["purge-idempotency"], env=env)
     assert first.exit_code == 0, first.output
     assert "deleted 2 expired idempotency keys" in first.output
+    assert "deleted 0 expired throttles and sessions" in first.output
     again = runner.invoke(app, ["purge-idempotency"], env=env)
     assert again.exit_code == 0, again.output
     assert "deleted 0 expired idempotency keys" in again.output

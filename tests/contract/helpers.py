@@ -10,7 +10,7 @@ from dompet.domain.ledger import Entry, payment_journal, topup_journal
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.group_commit import GroupCommitWriter
+from dompet.storage.sql.access.group_commit import GroupCommitWriter
 
 _phone = iter(range(10**9))
 

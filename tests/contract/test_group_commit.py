@@ -1,7 +1,7 @@
 """Concurrent writers: each one's transaction stands or falls alone, and all of them commit.
 
 On SQLite the writes of a process share one connection and commit in groups (SAVEPOINT per
-caller, one COMMIT per batch; storage/sql/group_commit.py); on PostgreSQL each writer has its
+caller, one COMMIT per batch; storage/sql/access/group_commit.py); on PostgreSQL each writer has its
 own transaction. The contract is the same on every engine.
 """
 
@@ -22,6 +22,7 @@ from dompet.domain.invariants import check
 from dompet.domain.ledger import topup_journal, wallet_account
 from dompet.storage import migrate, open_store
 from dompet.storage.port import LedgerStore
+from dompet.storage.sql.access.sqlite import SqliteAccess, sqlite_timestamp
 from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings
 from tests.contract.helpers import hold_the_turn, new_user, pay, top_up
@@ -90,8 +91,8 @@ async def test_sqlite_writes_share_commits(tmp_path: Path) -> None:
         assert isinstance(store, SqlStore)
         user = await new_user(store)
         await top_up(store, user.id, 1000)
-        writer = store._group
-        assert writer is not None
+        assert isinstance(store.access, SqliteAccess)
+        writer = store.access.group
         before_commits, before_committed = writer.commits, writer.committed
         await asyncio.gather(*(pay(store, user.id, 1) for _ in range(50)))
         assert writer.committed - before_committed == 50
@@ -132,7 +133,7 @@ def test_sqlite_timestamp_text_is_sqlalchemys(moment: datetime) -> None:
     column_type = postings.c.created_at.type.dialect_impl(dialect)
     to_text = column_type.bind_processor(dialect)
     assert to_text is not None
-    assert SqlStore._timestamp(moment) == to_text(moment)
+    assert sqlite_timestamp(moment) == to_text(moment)
 
 
 async def test_a_priority_writer_goes_before_waiting_writers(tmp_path: Path) -> None:
@@ -143,8 +144,8 @@ async def test_a_priority_writer_goes_before_waiting_writers(tmp_path: Path) -> 
     store = await open_store(url)
     try:
         assert isinstance(store, SqlStore)
-        writer = store._group
-        assert writer is not None
+        assert isinstance(store.access, SqliteAccess)
+        writer = store.access.group
         order: list[str] = []
 
         async def write(name: str, priority: bool) -> None:

@@ -1,4 +1,4 @@
-"""SQLite's group-commit writer running jobs (storage/sql/group_commit.py, ``run``).
+"""SQLite's group-commit writer running jobs (storage/sql/access/group_commit.py, ``run``).
 
 A job is a plain function of the shared sqlite3 connection, run by the writer's drain task
 in its own SAVEPOINT; its caller is answered once, after the COMMIT that holds it. These
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dompet.storage.sql.access.group_commit import GroupCommitWriter, PartialWriteError
 from dompet.storage.sql.engine import create_engines
-from dompet.storage.sql.group_commit import GroupCommitWriter, PartialWriteError
 from tests.contract.helpers import hold_the_turn
 
 

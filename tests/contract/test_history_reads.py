@@ -1,7 +1,7 @@
 """The SQL history read path: the page queries' plans (SQLite, PostgreSQL), and reads' hold on
 connections.
 
-SqlStore.entries runs the compiled Core select on the driver connection (no SQLAlchemy result
+The history reads run the compiled Core select on the driver connection (no SQLAlchemy result
 layer); these tests pin what makes a page cheap: the keyset index, primary-key joins, and at
 most a bounded number of reads holding a pooled connection at once.
 """
@@ -22,11 +22,14 @@ from sqlalchemy import event
 from dompet.api.presenters import WalletPresenter
 from dompet.domain.ledger import wallet_account
 from dompet.storage import migrate, open_store
-from dompet.storage.history_items import layout_fingerprint
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import SQLITE_READERS, postgres_pool_size
-from dompet.storage.sql.rendered_history import rendered_page, rendered_pages
-from dompet.storage.sql.store import SqlStore, _entries_page
+from dompet.storage.sql.access.postgresql import PostgresAccess
+from dompet.storage.sql.access.sqlite import SqliteAccess
+from dompet.storage.sql.engine import SQLITE_READERS, SqlSettings
+from dompet.storage.sql.history.reads import entries_page
+from dompet.storage.sql.history.rendered import rendered_page, rendered_pages
+from dompet.storage.sql.history.written import layout_fingerprint
+from dompet.storage.sql.store import SqlStore
 from tests.contract.helpers import new_user, top_up
 
 
@@ -38,7 +41,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> None:
-    """Both page queries: the presenter path's (``_entries_page``) and the rendered one."""
+    """Both page queries: the presenter path's (``entries_page``) and the rendered one."""
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     await migrate(url)
     store = await open_store(url)
@@ -60,15 +63,15 @@ async def test_sqlite_history_pages_use_the_account_index(tmp_path: Path) -> Non
             "SEARCH transfers USING INDEX sqlite_autoindex_transfers_1 (id=?)",
         ]
         shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], str, list[str]]] = [
-            (_entries_page, ("sqlite", True, False, True), "(account_id=? AND id<?)", [joined]),
-            (_entries_page, ("sqlite", True, True, True), "(account_id=? AND id>?)", [joined]),
-            (_entries_page, ("sqlite", False, False, False), "(account_id=?)", [joined]),
+            (entries_page, ("sqlite", True, False, True), "(account_id=? AND id<?)", [joined]),
+            (entries_page, ("sqlite", True, True, True), "(account_id=? AND id>?)", [joined]),
+            (entries_page, ("sqlite", False, False, False), "(account_id=?)", [joined]),
             (rendered_page, (layout, "sqlite", True, True), "(account_id=? AND id<?)", looked_up),
             (rendered_page, (layout, "sqlite", False, False), "(account_id=?)", looked_up),
         ]
         with sqlite3.connect(tmp_path / "plan.db") as db:
             for build, shape, keyset, transfer in shapes:
-                query = store._driver_select(build, *shape)
+                query = store.access.compiled(build, *shape)
                 plan = [
                     str(row[3])
                     for row in db.execute(
@@ -120,13 +123,13 @@ async def test_postgresql_pages_far_below_other_accounts_use_the_account_index(
             "befores": [first.sequence + 1] * 6 + [None] * 6,
         }
         shapes: list[tuple[Callable[..., Any], tuple[Hashable, ...], dict[str, Any]]] = [
-            (_entries_page, ("postgresql", True, False, True), page),
+            (entries_page, ("postgresql", True, False, True), page),
             (rendered_page, (layout, "postgresql", True, True), page),
             (rendered_pages, (layout,), pages),
         ]
         fingerprint = layout_fingerprint(layout)
         for build, shape, params in shapes:
-            query = store._driver_select(build, *shape)
+            query = store.access.compiled(build, *shape)
             arguments = query.arguments({**params, "limit": 50, "item_layout": fingerprint})
             plan = "\n".join(row[0] for row in await db.fetch("EXPLAIN " + query.sql, *arguments))
             assert "ix_postings_account_id_id" in plan, plan
@@ -158,7 +161,9 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
     def checkin(*_: Any) -> None:
         held["now"] -= 1
 
-    engine = store._reader.sync_engine
+    access = store.access
+    assert isinstance(access, SqliteAccess | PostgresAccess)
+    engine = access.reader.sync_engine
     event.listen(engine, "checkout", checkout)
     event.listen(engine, "checkin", checkin)
     try:
@@ -169,11 +174,11 @@ async def test_concurrent_reads_hold_a_bounded_number_of_connections(
         event.remove(engine, "checkout", checkout)
         event.remove(engine, "checkin", checkin)
     assert all([e.amount for e in page] == [3, 2] for page in pages)
-    if store.engine_name == "sqlite":
+    if isinstance(access, SqliteAccess):
         assert held["most"] == 0
-        assert store._hot_reader is not None
+        assert access._hot is not None  # the hot reads' own connection
     else:
-        assert 1 <= held["most"] <= postgres_pool_size()
+        assert 1 <= held["most"] <= SqlSettings().pg_pool_size
 
 
 async def test_the_sqlite_hot_reader_refuses_writes(tmp_path: Path) -> None:
@@ -183,24 +188,62 @@ async def test_the_sqlite_hot_reader_refuses_writes(tmp_path: Path) -> None:
     store = await open_store(url)
     try:
         assert isinstance(store, SqlStore)
+        access = store.access
+        assert isinstance(access, SqliteAccess)
         user = await new_user(store)
         account = wallet_account(user.id)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            store._sqlite_reader().execute(
-                "UPDATE accounts SET balance = 10 WHERE id = ?", (account,)
-            )
+            access.hot_reader().execute("UPDATE accounts SET balance = 10 WHERE id = ?", (account,))
         assert await store.balance(account) == 0
     finally:
         await store.close()
-    assert store._hot_reader is None  # closed with the store
+    assert access._hot is None  # closed with the store
 
 
-async def test_a_failed_driver_read_drops_its_connection(store: LedgerStore) -> None:
+async def test_a_failed_read_gives_its_connection_back(store: LedgerStore) -> None:
+    """A read whose block fails gives its slot and connection back; none is leaked."""
     assert isinstance(store, SqlStore)
     user = await new_user(store)
     await top_up(store, user.id, 7)
-    for _ in range(max(SQLITE_READERS, postgres_pool_size()) + 1):  # none is leaked
+    for _ in range(max(SQLITE_READERS, SqlSettings().pg_pool_size) + 1):
         with pytest.raises(RuntimeError):
-            async with store._read_driver():
+            async with store.access.read():
                 raise RuntimeError("the read failed")
+        if isinstance(store.access, PostgresAccess):
+            with pytest.raises(RuntimeError):
+                async with store.access.raw():
+                    raise RuntimeError("the read failed")
     assert [e.amount for e in await store.entries(wallet_account(user.id))] == [7]
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"], indirect=True)
+async def test_a_broken_raw_connection_is_dropped(store: LedgerStore) -> None:
+    """PostgreSQL: a raw connection that broke (or whose statement was cancelled midway) is
+    not given back to the pool; one whose statement merely failed is."""
+    assert isinstance(store, SqlStore)
+    access = store.access
+    assert isinstance(access, PostgresAccess)
+    dropped: list[object] = []
+
+    def invalidated(*_: Any) -> None:
+        dropped.append(None)
+
+    engine = access.writer.sync_engine
+    event.listen(engine, "invalidate", invalidated)
+    try:
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with access.raw() as driver:
+                await driver.fetch("SELECT * FROM no_such_table")
+        assert dropped == []
+        with pytest.raises(asyncpg.InterfaceError):
+            async with access.raw():
+                raise asyncpg.InterfaceError("the connection broke")
+        assert len(dropped) == 1
+        with pytest.raises(asyncio.CancelledError):
+            async with access.raw():
+                raise asyncio.CancelledError
+        assert len(dropped) == 2
+    finally:
+        event.remove(engine, "invalidate", invalidated)
+    user = await new_user(store)
+    assert await store.get_user(user.id) == user

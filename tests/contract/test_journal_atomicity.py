@@ -1,5 +1,6 @@
 """A journal is all or nothing: a refused leg, a spent idempotency key or a closed transfer
-writes nothing at all (on PostgreSQL each of these is one statement; see pg_journal.py)."""
+writes nothing at all (on PostgreSQL each of these is one statement; see
+storage/sql/journal/postgresql.py)."""
 
 from __future__ import annotations
 

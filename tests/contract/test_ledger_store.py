@@ -253,26 +253,7 @@ async def test_concurrent_claims_never_share_a_transfer(store: LedgerStore) -> N
     assert len(claimed) == len(set(claimed)) == 30
 
 
-# -- throttling, refresh tokens, idempotency ----------------------------------------------------
-async def test_login_failures_lock_after_max(store: LedgerStore) -> None:
-    phone, moment, lock = "0811255599", now(), timedelta(minutes=5)
-    for _ in range(4):
-        assert await store.record_login_failure(phone, moment, 5, lock) is None
-    until = await store.record_login_failure(phone, moment, 5, lock)
-    assert until is not None
-    assert abs((until - (moment + lock)).total_seconds()) < 0.001
-    locked = await store.login_locked_until(phone)
-    assert locked is not None
-    await store.clear_login_failures(phone)
-    assert await store.login_locked_until(phone) is None
-
-
-async def test_refresh_token_is_consumed_once(store: LedgerStore) -> None:
-    jti, user_id = new_id(), new_id()
-    assert await store.consume_refresh_token(jti, user_id, now() + timedelta(days=1))
-    assert not await store.consume_refresh_token(jti, user_id, now() + timedelta(days=1))
-
-
+# -- idempotency (throttles and sessions: test_sessions_and_throttles.py) -------------------------
 async def test_idempotency_key_lifecycle(store: LedgerStore) -> None:
     user = await new_user(store)
     key = IdempotencyKey(scope=user.id, key="k-1", fingerprint="f1")

@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError, WriteError
 from typer.testing import CliRunner
 
 from dompet.cli import app
+from dompet.domain.money import BALANCE_CAP
 from dompet.storage import engine_of, migrate, open_store
 from dompet.storage.mongo.client import MongoNotReplicaSet, stamp, unstamp
 from dompet.storage.mongo.migrations import MIGRATIONS, MIGRATIONS_COLLECTION, upgrade_db
@@ -62,7 +63,8 @@ async def test_migrations_are_versioned_and_idempotent(
     assert recorded == versions
     names = set(await mongo_db.list_collection_names())
     assert {"users", "accounts", "journals", "postings", "transfers", "customers"} <= names
-    assert {"idempotency_keys", "login_throttle", "used_refresh_tokens"} <= names
+    assert {"idempotency_keys", "throttles", "sessions", "server_secrets"} <= names
+    assert not {"login_throttle", "used_refresh_tokens"} & names  # replaced in 0006
     assert "worker_heartbeats" in names
     # A step whose record is lost is simply run again, without harm (create-or-update).
     await mongo_db[MIGRATIONS_COLLECTION].delete_one({"_id": versions[-1]})
@@ -143,13 +145,15 @@ async def test_migrations_send_a_strict_validator_for_every_collection(mongo_url
         "transfers",
         "customers",
         "idempotency_keys",
-        "login_throttle",
-        "used_refresh_tokens",
+        "throttles",
+        "sessions",
+        "server_secrets",
         "worker_heartbeats",
     }
     accounts = listener.validators["accounts"]["$jsonSchema"]
     assert isinstance(accounts, dict)
     assert accounts["properties"]["balance"]["minimum"] == 0  # never below zero, server-side
+    assert accounts["properties"]["balance"]["maximum"] == BALANCE_CAP  # nor above the cap
     assert "balance" in accounts["required"]
 
 

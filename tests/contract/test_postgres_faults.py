@@ -96,7 +96,7 @@ async def test_the_gate_refuses_beyond_max_waiting_and_times_out_the_rest(
 ) -> None:
     store = guarded_store
     user = await new_user(store)
-    gate = store._pg_gate  # type: ignore[attr-defined]
+    gate = store.access.gate  # type: ignore[attr-defined]
     assert gate.max_waiting == LIMITS.max_waiting
     assert gate.wait_timeout == LIMITS.wait_timeout
     release = asyncio.Event()

@@ -1,4 +1,4 @@
-"""PostgreSQL-only behaviour of the one-statement journal path (storage/sql/pg_journal.py)."""
+"""PostgreSQL-only behaviour of the one-statement journal (storage/sql/journal/postgresql.py)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import update
 
 from dompet.api.presenters import WalletPresenter, fixed_utc_offset, history_layout
+from dompet.domain.history import ItemField, ItemLayout
 from dompet.domain.ids import new_id
 from dompet.domain.invariants import check
 from dompet.domain.ledger import (
@@ -36,8 +37,8 @@ from dompet.domain.money import MAX_AMOUNT
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import User
 from dompet.storage import migrate, open_store
-from dompet.storage.port import ItemField, ItemLayout, LedgerStore, RenderedItems
-from dompet.storage.sql.rendered_history import rendered_pages
+from dompet.storage.port import LedgerStore, RenderedItems
+from dompet.storage.sql.history.rendered import rendered_pages
 from dompet.storage.sql.store import SqlStore
 from dompet.storage.sql.tables import postings
 from tests.contract.helpers import new_user
@@ -212,7 +213,7 @@ async def test_pages_read_at_once_are_the_pages_read_one_by_one(database_url: st
         assert one_by_one[2].size == 1
         if store.engine_name == "postgresql":  # the batches' own statement ran
             assert isinstance(store, SqlStore)
-            assert any(key[0] is rendered_pages for key in store._driver_selects)
+            assert any(key[0] is rendered_pages for key in store.access.compiled.built)
 
 
 @pytest.mark.parametrize("written_in", [None, "Asia/Jakarta"])

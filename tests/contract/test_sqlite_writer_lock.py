@@ -24,7 +24,9 @@ from dompet.domain.invariants import check
 from dompet.domain.ledger import deposit_journal, savings_account, wallet_account
 from dompet.domain.savings import Customer
 from dompet.storage import migrate
+from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.engine import (
+    SqlSettings,
     WriterLock,
     _InlineSqliteConnection,
     create_engines,
@@ -50,12 +52,6 @@ async def held_by_another_process(lock_file: Path) -> bool:
     code = await probe.wait()
     assert code in (0, 3), code
     return code == 3
-
-
-@pytest.fixture(autouse=True)
-def _writer_lock_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment says (SQLITE_WRITER_LOCK=off is for A/B benchmarks)."""
-    monkeypatch.setenv("SQLITE_WRITER_LOCK", "on")
 
 
 @pytest.fixture
@@ -93,7 +89,7 @@ async def test_held_only_while_a_write_transaction_is_open(
         user = await new_user(sql_store)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert not await held_by_another_process(path)
-        async with sql_store._write():
+        async with sql_store.access.write():
             assert await held_by_another_process(path)
         assert not await held_by_another_process(path)
 
@@ -101,7 +97,7 @@ async def test_held_only_while_a_write_transaction_is_open(
         held_inside: list[bool] = []
 
         async def failing_write() -> None:
-            async with sql_store._write():
+            async with sql_store.access.write():
                 held_inside.append(await held_by_another_process(path))
                 raise RuntimeError("boom")
 
@@ -182,9 +178,9 @@ async def test_a_writer_waits_for_another_process_holding_the_lock(
 
 async def writer_lock_of(store: SqlStore) -> WriterLock:
     """The lock object of the store's shared SQLite writer connection (open)."""
-    assert store._group is not None
-    assert store._group._conn is not None
-    fairy = await store._group._conn.get_raw_connection()
+    assert isinstance(store.access, SqliteAccess)
+    assert store.access.group._conn is not None
+    fairy = await store.access.group._conn.get_raw_connection()
     driver = fairy.driver_connection
     assert isinstance(driver, _InlineSqliteConnection)
     assert driver.writer_lock is not None
@@ -238,8 +234,8 @@ def _write_many(
             await asyncio.gather(*(task(u) for u in user_ids))
             lock = await writer_lock_of(store)
             assert not lock.held
-            assert store._group is not None
-            return lock.acquired, store._group.commits, errors
+            assert isinstance(store.access, SqliteAccess)
+            return lock.acquired, store.access.group.commits, errors
         finally:
             await store.close()
 
@@ -296,5 +292,22 @@ async def test_two_processes_writing_at_once_keep_the_ledger_whole(
         expected = 2 * (TASKS * ROUNDS + 1) * DEPOSIT
         assert await store.balance(savings_account(account.no_rekening)) == expected
         assert check(await store.snapshot()).ok
+    finally:
+        await store.close()
+
+
+async def test_the_lock_can_be_turned_off_for_ab_runs(sqlite_url: str) -> None:
+    """SQLITE_WRITER_LOCK=off: writers leave other processes to SQLite's busy handler."""
+    store = await SqlStore.open(sqlite_url, settings=SqlSettings(sqlite_writer_lock=False))
+    try:
+        await new_user(store)
+        assert isinstance(store.access, SqliteAccess)
+        assert store.access.group._conn is not None
+        fairy = await store.access.group._conn.get_raw_connection()
+        driver = fairy.driver_connection
+        assert isinstance(driver, _InlineSqliteConnection)
+        assert driver.writer_lock is None
+        async with store.access.write():
+            assert not await held_by_another_process(lock_file(sqlite_url))
     finally:
         await store.close()

@@ -1,4 +1,4 @@
-"""SQLite durability through the group writer's WAL flusher (storage/sql/group_commit.py).
+"""SQLite durability through the group writer's WAL flusher (storage/sql/access/group_commit.py).
 
 With ``SQLITE_SYNCHRONOUS=FULL`` (the default) the shared writer commits without an fsync
 and :class:`WalFlusher` fsyncs the WAL on its own thread; no caller is answered before an
@@ -23,8 +23,10 @@ import pytest
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import payment_journal, topup_journal, wallet_account
 from dompet.storage import faults, migrate, open_store
-from dompet.storage.sql import group_commit
-from dompet.storage.sql.group_commit import DurabilityLost, GroupCommitWriter, WalFlusher
+from dompet.storage.sql.access import group_commit
+from dompet.storage.sql.access.group_commit import DurabilityLost, GroupCommitWriter, WalFlusher
+from dompet.storage.sql.access.sqlite import SqliteAccess
+from dompet.storage.sql.engine import SqlSettings
 from dompet.storage.sql.store import SqlStore
 from tests.contract.helpers import new_user
 
@@ -42,8 +44,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 
 def writer_of(store: SqlStore) -> GroupCommitWriter:
-    assert store._group is not None
-    return store._group
+    assert isinstance(store.access, SqliteAccess)
+    return store.access.group
 
 
 async def test_the_writer_commits_without_fsync_and_the_flusher_takes_over(
@@ -108,14 +110,11 @@ async def test_no_answer_before_an_fsync_that_began_after_its_commit(
         assert await store.balance(wallet_account(user.id)) == 25
 
 
-async def test_other_settings_leave_the_fsyncs_to_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_other_settings_leave_the_fsyncs_to_sqlite(tmp_path: Path) -> None:
     for setting, expected in (("EXTRA", 3), ("NORMAL", 1)):
-        monkeypatch.setenv("SQLITE_SYNCHRONOUS", setting)
         url = f"sqlite:///{tmp_path / f'{setting}.db'}"
         await migrate(url)
-        other = await open_store(url)
+        other = await open_store(url, sql_settings=SqlSettings(sqlite_synchronous=setting))
         try:
             assert isinstance(other, SqlStore)
             user = await new_user(other)

@@ -42,8 +42,6 @@ def _env(database_url: str) -> dict[str, str]:
         {
             "DATABASE_URL": database_url,
             "DOMPET_ENV": "test",
-            "DASHBOARD_USER": USER,
-            "DASHBOARD_PASSWORD": PASSWORD,
             "DASHBOARD_REFRESH_SECONDS": "0.3",
             "WORKER_SWEEP_SECONDS": "0.1",
             "WORKER_HEARTBEAT_SECONDS": "0.5",
@@ -86,6 +84,14 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env = _env(database_url)
     subprocess.run(
         [sys.executable, "-m", "dompet.cli", "migrate"], env=env, check=True, capture_output=True
+    )
+    # There is no default operator: the first one is made as the README says.
+    subprocess.run(
+        [sys.executable, "-m", "dompet.cli", "create-operator", USER, "--password-stdin"],
+        input=f"{PASSWORD}\n".encode(),
+        env=env,
+        check=True,
+        capture_output=True,
     )
     port = find_free_port()
     server = _spawn(
@@ -210,6 +216,13 @@ def test_operator_watches_a_transfer_settle_and_retries_a_failed_one(
             expect(pending).to_have_text("0")
             expect(page.locator("#throughput-chart rect.settled-bar").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # Log out: the session ends on the server, so the cookie, if replayed, opens nothing.
+            cookie = next(c for c in page.context.cookies() if c["name"] == "dompet_dashboard")
+            page.get_by_role("button", name="Log out").click()
+            expect(page).to_have_url(f"{base}/dashboard/login")
+            replay = {"Cookie": f"{cookie['name']}={cookie['value']}"}
+            assert http.get("/dashboard/api/summary", headers=replay).status_code == 401
         finally:
             browser.close()
     history = http.get("/transactions", headers=sender_auth).json()["result"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -33,6 +34,13 @@ class App:
 
     http: httpx.AsyncClient
     container: Container
+    asgi: Any = None
+    """The ASGI app itself (for a client of its own, e.g. from another address)."""
+
+    def client_from(self, address: str) -> httpx.AsyncClient:
+        """A client whose requests come from ``address`` (the socket peer the app sees)."""
+        transport = httpx.ASGITransport(app=self.asgi, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://dompet.test")
 
     async def reconcile(self) -> InvariantReport:
         return check(await self.container.store.snapshot())
@@ -55,7 +63,7 @@ class AppContext:
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://dompet.test"
         )
-        self._app = App(http, container)
+        self._app = App(http, container, app)
         return self._app
 
     async def __aexit__(self, *exc: object) -> None:

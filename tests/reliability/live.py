@@ -51,6 +51,9 @@ def process_env(database_url: str, **extra: str) -> dict[str, str]:
             "SETTLE_RETRY_BASE_SECONDS": "0.05",
             "SETTLE_RETRY_MAX_SECONDS": "0.2",
             "LOGIN_MAX_FAILURES": "1000",
+            # every client here is 127.0.0.1 (the lock tests set the limits they test)
+            "LOGIN_FAILURES_PER_CLIENT": "0",
+            "REGISTRATIONS_PER_CLIENT": "0",
             "LOG_LEVEL": "warning",
             "PYTHONUNBUFFERED": "1",
             # For the nx-27017 test server; no effect on a real MongoDB replica set.

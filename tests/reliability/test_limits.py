@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from dompet.config import Settings
+from dompet.domain.ids import new_id
+from dompet.domain.ledger import (
+    Journal,
+    JournalKind,
+    Posting,
+    SystemAccount,
+    savings_account,
+    wallet_account,
+)
+from dompet.domain.money import BALANCE_CAP, MAX_AMOUNT
 from tests.api.wallet_client import Wallet, fresh_phone, register
 from tests.conftest import fast_settings
 from tests.reliability.helpers import App, AppContext
@@ -164,6 +175,50 @@ async def test_control_characters_are_refused_in_every_text_field(app: App) -> N
     assert report.ok, report.violations
 
 
+# -- text that lies about itself: bidirectional overrides and zero-width characters ------------
+INVISIBLE = ["\u202e", "\u202d", "\u2066", "\u200f", "\u200b", "\u200d", "\u2060", "\ufeff"]
+_SHOWN_WALLET_FIELDS = [
+    (path, field, template)
+    for path, field, template in _WALLET_FIELDS
+    if field in ("first_name", "last_name", "address", "remarks")
+]
+
+
+async def test_names_and_remarks_refuse_bidi_overrides_and_zero_width_characters(
+    app: App,
+) -> None:
+    """``Refund\u202e0001`` shows as something else to the person who reads it; a zero-width
+    space makes two names look alike. Every field people read refuses them, naming the field,
+    and nothing is written."""
+    sender = await register(app.http)
+    target = await register(app.http)
+    await sender.topup(1000)
+    nik = iter(range(3173000000000000, 3174000000000000))
+    for hidden in INVISIBLE:
+        for path, field, template in _SHOWN_WALLET_FIELDS:
+            body = {
+                k: fresh_phone() if v == "PHONE" else target.user_id if v == "TARGET" else v
+                for k, v in template.items()
+            }
+            body[field] = f"Siti{hidden}Rahma"
+            method = "PUT" if path == "/profile" else "POST"
+            response = await app.http.request(
+                method, path, content=raw_json(body), headers={**JSON, **sender.auth}
+            )
+            assert response.status_code == 400, (path, field, hidden, response.text)
+            message = response.json()["message"]
+            assert f"Field '{field}' is invalid" in message
+            assert "bidirectional-override or zero-width" in message
+        body = {"nama": f"Siti{hidden}", "nik": str(next(nik)), "no_hp": fresh_phone()}
+        response = await app.http.post("/daftar", content=raw_json(body), headers=JSON)
+        assert response.status_code == 400
+        assert "nama" in response.json()["remark"]
+    assert [t["amount"] for t in await sender.transactions()] == [1000]
+    user = await app.container.store.get_user(sender.user_id)
+    assert user is not None
+    assert user.first_name == "Guntur"
+
+
 async def test_ordinary_unicode_text_is_kept(app: App) -> None:
     wallet = await register(app.http, first_name="Dewi Ayu 🌺", address="Jl. Ñandú, Café")
     response = await wallet.http.put(
@@ -266,3 +321,44 @@ async def test_weird_bodies_are_clean_400s_in_both_shapes(app: App) -> None:
     assert duplicate.json() == {"message": "Request body is not valid JSON: duplicate key 'amount'"}
     assert await wallet.transactions() == []
     assert (await app.http.get(f"/saldo/{no_rekening}")).json() == {"saldo": 0}
+
+
+# -- the balance cap ---------------------------------------------------------------------------
+def credit_beyond_a_request(account_id: str, amount: int) -> Journal:
+    """A credit larger than any request may ask for, to bring an account near the cap."""
+    journal_id = new_id()
+    return Journal(
+        id=journal_id,
+        kind=JournalKind.TOPUP,
+        reference=journal_id,
+        remarks="",
+        created_at=datetime.now(UTC),
+        postings=(Posting(SystemAccount.TOPUP, -amount), Posting(account_id, amount)),
+    )
+
+
+async def test_a_credit_past_the_balance_cap_is_a_clean_400(app: App) -> None:
+    """No balance may pass BALANCE_CAP (far below the integer limit): a top-up or deposit
+    that would is refused in the API's shape, and nothing changes."""
+    wallet = await register(app.http)
+    store = app.container.store
+    await store.post_journal(
+        credit_beyond_a_request(wallet_account(wallet.user_id), BALANCE_CAP - 5)
+    )
+    refused = await wallet.topup(MAX_AMOUNT)
+    assert refused.status_code == 400
+    assert refused.json() == {"message": "Balance limit exceeded"}
+    assert (await wallet.topup(6)).json() == {"message": "Balance limit exceeded"}
+    assert (await wallet.topup(5)).status_code == 200
+    assert len(await wallet.transactions()) == 2
+    opened = await app.http.post(
+        "/daftar", json={"nama": "Siti", "nik": "3175000000000001", "no_hp": fresh_phone()}
+    )
+    no_rekening = opened.json()["no_rekening"]
+    await store.post_journal(credit_beyond_a_request(savings_account(no_rekening), BALANCE_CAP))
+    deposit = await app.http.post("/tabung", json={"no_rekening": no_rekening, "nominal": 1})
+    assert deposit.status_code == 400
+    assert deposit.json() == {"remark": "Balance limit exceeded"}
+    assert (await app.http.get(f"/saldo/{no_rekening}")).json() == {"saldo": BALANCE_CAP}
+    report = await app.reconcile()
+    assert report.ok, report.violations

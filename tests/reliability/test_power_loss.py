@@ -44,7 +44,7 @@ from dompet.api.app import create_app
 from dompet.domain.invariants import check
 from dompet.domain.ledger import JournalKind, wallet_account
 from dompet.storage import migrate, open_store
-from dompet.storage.sql import group_commit
+from dompet.storage.sql.access import group_commit
 from tests.conftest import fast_settings
 from tests.reliability.live import Driver, Op, User, make_users, plan, reconcile_exit_code
 from tests.support.servers import find_free_port

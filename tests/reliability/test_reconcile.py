@@ -235,6 +235,29 @@ async def test_the_database_itself_refuses_a_negative_balance(database_url: str)
     assert "negative balance -5" in output
 
 
+async def test_the_database_itself_refuses_a_balance_above_the_cap(database_url: str) -> None:
+    """Defence in depth behind the store's own refusal (BalanceLimitExceeded): no customer
+    balance above 10^15 can be stored, whoever writes it (SQL engines: a CHECK)."""
+    if engine_of(database_url) == "mongodb":
+        pytest.skip(
+            "MongoDB has no CHECK: its guarded update refuses (test_sessions_and_throttles.py) and "
+            "its validator's maximum is sent (test_mongo_specific.py; enforced on a real server)"
+        )
+    ids = await busy_ledger(database_url)
+    with pytest.raises(IntegrityError, match="ck_accounts_balance_cap"):
+        await run_sql(
+            database_url,
+            "UPDATE accounts SET balance = 1000000000000001 WHERE id = :bob",
+            **ids,
+        )
+    await run_sql(
+        database_url, "UPDATE accounts SET balance = 1000000000000000 WHERE id = :bob", **ids
+    )
+    await run_sql(  # system accounts keep no customer balance: the cap is not theirs
+        database_url, "UPDATE accounts SET balance = 2000000000000000 WHERE id = 'system:topup'"
+    )
+
+
 async def mongo_negative_balance(database_url: str, account: str) -> None:
     """The accounts validator (minimum 0) refuses it on a real server; bypass it to get one in.
 

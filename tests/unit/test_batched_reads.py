@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from dompet.storage.sql.batched_reads import ReadBatcher
+from dompet.storage.sql.history.batched_reads import ReadBatcher
 
 
 class Recorder:

@@ -9,34 +9,36 @@ from dompet.dashboard.session import SessionSigner, session_key
 from dompet.services.monitoring import percentile
 
 NOW = datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+SID = "2f6b1f1e-6a7e-4b35-9d55-1d0e4c3b2a10"
 
 
 def test_a_session_round_trips_until_it_expires() -> None:
     signer = SessionSigner(b"k" * 32, timedelta(hours=1))
-    cookie = signer.issue("ops", NOW)
+    cookie = signer.issue("ops", SID, NOW)
     session = signer.read(cookie, NOW + timedelta(minutes=59))
     assert session is not None
     assert session.username == "ops"
+    assert session.session_id == SID
     assert signer.read(cookie, NOW + timedelta(hours=1)) is None
 
 
 def test_forged_or_foreign_cookies_are_refused() -> None:
     signer = SessionSigner(b"k" * 32, timedelta(hours=1))
     other = SessionSigner(b"x" * 32, timedelta(hours=1))
-    cookie = signer.issue("ops", NOW)
+    cookie = signer.issue("ops", SID, NOW)
     payload, signature = cookie.split(".")
     assert other.read(cookie, NOW) is None
     assert signer.read(payload + "." + signature[::-1], NOW) is None
     assert signer.read("garbage", NOW) is None
     assert signer.read(None, NOW) is None
-    tampered = signer.issue("root", NOW).split(".")[0] + "." + signature
+    tampered = signer.issue("root", SID, NOW).split(".")[0] + "." + signature
     assert signer.read(tampered, NOW) is None
 
 
 def test_csrf_tokens_are_bound_to_the_session() -> None:
     signer = SessionSigner(b"k" * 32, timedelta(hours=1))
-    first = signer.read(signer.issue("ops", NOW), NOW)
-    second = signer.read(signer.issue("ops", NOW), NOW)
+    first = signer.read(signer.issue("ops", SID, NOW), NOW)
+    second = signer.read(signer.issue("ops", SID, NOW), NOW)
     assert first is not None
     assert second is not None
     token = signer.csrf_token(first)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from dompet.storage.sql.priority import GateFull, GateTimeout, PriorityGate
+from dompet.storage.sql.access.priority import GateFull, GateTimeout, PriorityGate
 
 
 async def test_urgent_waiters_go_first_and_each_class_is_fifo() -> None:

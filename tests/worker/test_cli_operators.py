@@ -89,3 +89,44 @@ def test_block_and_unblock_account(tmp_path: Path) -> None:
     unblocked = runner.invoke(app, ["unblock-account", account], env=env)
     assert unblocked.exit_code == 0, unblocked.output
     assert not asyncio.run(top_up_refused())
+
+
+def test_remove_operator_removes_them_and_ends_their_sessions(tmp_path: Path) -> None:
+    from dompet.domain.ids import new_id
+    from dompet.domain.sessions import SessionRecord, operator_subject
+    from tests.contract.helpers import now
+
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    upgrade_sync(url)
+    runner = CliRunner()
+    env = {**ENV, "DATABASE_URL": url}
+    made = runner.invoke(
+        app, ["create-operator", "rina", "--password-stdin"], input="a-very-long-secret\n", env=env
+    )
+    assert made.exit_code == 0, made.output
+    session = SessionRecord(new_id(), operator_subject("rina"), None, now(), now())
+
+    async def open_one() -> None:
+        store = await open_store(url)
+        try:
+            await store.open_session(session)
+        finally:
+            await store.close()
+
+    async def live() -> tuple[bool, bool]:
+        store = await open_store(url)
+        try:
+            still = await store.session_live(session.id, session.subject)
+            return still, await store.find_operator("rina") is not None
+        finally:
+            await store.close()
+
+    asyncio.run(open_one())
+    assert asyncio.run(live()) == (True, True)
+    removed = runner.invoke(app, ["remove-operator", "Rina"], env=env)
+    assert removed.exit_code == 0, removed.output
+    assert "operator rina removed" in removed.output
+    assert asyncio.run(live()) == (False, False)
+    again = runner.invoke(app, ["remove-operator", "rina"], env=env)
+    assert again.exit_code == 1
+    assert "no operator rina" in again.output

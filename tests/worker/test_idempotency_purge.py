@@ -92,6 +92,34 @@ async def test_a_failed_purge_is_logged_and_retried_next_period(
         await store.close()
 
 
+async def test_the_purge_deletes_expired_throttles_and_sessions_too(database_url: str) -> None:
+    """Issue 19's tables are purged with the keys: windows that are over and sessions whose
+    every token expired go; a live lock and a live session stay."""
+    from dompet.domain.ids import new_id
+    from dompet.domain.sessions import SessionRecord, ThrottleRule
+
+    store = await open_store(database_url, mongodb_allow_standalone=True)
+    try:
+        rule = ThrottleRule(2, timedelta(minutes=5), sliding=True)
+        for n in range(3):
+            await store.take_throttle(f"old-{n}", T0 - timedelta(hours=1), rule)
+        for _ in range(3):
+            await store.take_throttle("locked", T0, rule)
+        old = SessionRecord(new_id(), new_id(), None, T0 - TTL, T0 - timedelta(seconds=1))
+        live = SessionRecord(new_id(), new_id(), None, T0, T0 + TTL)
+        for session in (old, live):
+            await store.open_session(session)
+        purge = PeriodicPurge(store, lambda: T0, interval=0)
+        await purge.run()
+        assert purge.purged_others == 4
+        assert not (await store.take_throttle("locked", T0, rule)).granted
+        assert await store.session_live(live.id, live.subject)
+        assert await store.purge_throttles(T0, 100) == 0
+        assert await store.purge_sessions(T0, 100) == 0
+    finally:
+        await store.close()
+
+
 async def test_a_purge_runs_at_most_once_per_interval(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'period.db'}"
     await migrate(url)

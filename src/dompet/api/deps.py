@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from dompet.container import Container
 from dompet.domain.errors import Unauthenticated
+from dompet.services.ports import AccessClaims
 
 
 async def container(request: Request) -> Container:
@@ -28,17 +29,24 @@ class Caller:
     """The authenticated user of a request, with the services to act for them."""
 
     user_id: str
+    session_id: str
     container: Container
+
+    @property
+    def claims(self) -> AccessClaims:
+        return AccessClaims(self.user_id, self.session_id)
 
 
 async def caller(request: Request) -> Caller:
-    """The caller of a valid ``Authorization: Bearer <access_token>``; 401 otherwise."""
+    """The caller of a valid ``Authorization: Bearer <access_token>`` whose session is live
+    (asked of the store on every request); 401 otherwise."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated()
     built: Container = request.app.state.container
-    return Caller(built.wallet.authenticate(token), built)
+    claims = await built.wallet.authenticate(token)
+    return Caller(claims.user_id, claims.session_id, built)
 
 
 ContainerDep = Annotated[Container, Depends(container)]

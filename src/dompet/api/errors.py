@@ -23,7 +23,8 @@ _WALLET_STATUS: dict[type[e.DomainError], int] = {
     e.TargetNotFound: 404,
     e.PhoneTaken: 409,
     e.IdempotencyConflict: 409,
-    e.LoginLocked: 429,
+    e.TooManyAttempts: 429,
+    e.ServerBusy: 503,
     e.StoreUnavailable: 503,
     # operators and the dashboard (issue 4)
     e.CsrfRejected: 403,
@@ -57,7 +58,7 @@ def error_response(
 def domain_error_response(shape: ErrorShape, exc: e.DomainError) -> Response:
     status = next((code for kind, code in _WALLET_STATUS.items() if isinstance(exc, kind)), 400)
     headers = None
-    if isinstance(exc, e.LoginLocked | e.StoreUnavailable):
+    if isinstance(exc, e.TooManyAttempts | e.ServerBusy | e.StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     return error_response(shape, status, exc.message, headers)
 

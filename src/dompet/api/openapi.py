@@ -44,6 +44,7 @@ DOCUMENTED_ORDER = (
     "/transfer",
     "/transactions",
     "/profile",
+    "/logout",
     "/daftar",
     "/tabung",
     "/tarik",

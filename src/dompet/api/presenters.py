@@ -9,9 +9,9 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dompet.domain.history import DISPLAY_RANGE, HistoryItems, ItemField, ItemLayout
 from dompet.domain.ledger import Entry, EntryStatus, EntryType, JournalKind
 from dompet.domain.users import User
-from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 
 DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -33,7 +33,7 @@ _ITEM_FIELDS = (
     (ItemField.BALANCE_AFTER, "balance_after"),
     (ItemField.DISPLAY_TIME, "created_date"),
 )
-"""A history item's keys after its reference, as `WalletPresenter.transactions` writes them."""
+"""A history item's keys after its reference (GET /transactions, SPEC.md)."""
 
 _TEXT: dict[StrEnum, str] = {member: member.value for member in (*EntryStatus, *EntryType)}
 """An enum's plain text, looked up faster than ``.value``."""
@@ -53,6 +53,7 @@ class WalletPresenter:
         self._tz = tz
         self.item_layout = history_layout(tz)
         """History items as a store may render them itself (``history_layout``)."""
+        self._items = HistoryItems(tuple(_ID_FIELD.items()), _ITEM_FIELDS)
 
     def when(self, moment: datetime) -> str:
         """``moment`` in the display time zone as ``DISPLAY_FORMAT``; cheaper than strftime."""
@@ -106,21 +107,25 @@ class WalletPresenter:
             "created_date": self.when(entry.created_at),
         }
 
-    def transactions(self, entries: Sequence[Entry], user_id: str) -> list[dict[str, Any]]:
-        """The caller's history items (GET /transactions), in the order given."""
-        id_field, when = _ID_FIELD, self.when
+    def transactions(self, entries: Sequence[Entry], user_id: str) -> list[dict[str, object]]:
+        """The caller's history items (GET /transactions), in the order given: each the one
+        item ``domain.history.HistoryItems`` renders (as the stores render theirs)."""
+        render, when = self._items.render, self.when
         return [
-            {
-                id_field[entry.kind]: entry.reference,
-                "status": _TEXT[entry.status],
-                "user_id": user_id,
-                "transaction_type": _TEXT[entry.entry_type],
-                "amount": entry.amount,
-                "remarks": entry.remarks,
-                "balance_before": entry.balance_before,
-                "balance_after": entry.balance_after,
-                "created_date": when(entry.created_at),
-            }
+            render(
+                entry.kind,
+                entry.reference,
+                (
+                    _TEXT[entry.status],
+                    user_id,
+                    _TEXT[entry.entry_type],
+                    entry.amount,
+                    entry.remarks,
+                    entry.balance_before,
+                    entry.balance_after,
+                    when(entry.created_at),
+                ),
+            )
             for entry in entries
         ]
 

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dompet.api.schemas import Strict, Text
+from dompet.api.schemas import Shown, Strict, Text
 from dompet.domain.money import MAX_AMOUNT
 
 
@@ -60,7 +60,7 @@ class DaftarRequest(Strict):
         }
     )
     nama: Annotated[
-        Text, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
+        Shown, Field(json_schema_extra={"minLength": 1, "maxLength": 100}, examples=["Siti"])
     ]
     nik: Annotated[
         Text,

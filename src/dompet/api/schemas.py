@@ -30,11 +30,33 @@ def no_control_characters(value: str) -> str:
 Text = Annotated[StrictStr, AfterValidator(no_control_characters)]
 """Every string field of both APIs is a ``Text``: strict, and free of control characters."""
 
+INVISIBLE = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # bidi
+    "\u200b\u200c\u200d\u2060\ufeff\u180e"  # zero-width
+)
+"""Bidirectional controls (overrides, embeddings, isolates, marks) and zero-width characters."""
+
+
+def no_invisible_characters(value: str) -> str:
+    """Refuse bidirectional controls and zero-width characters in what people read.
+
+    A name or remark is shown to other people (a transfer's recipient, an operator, a
+    statement): ``U+202E`` can make ``Refund 0001`` read as something else, and zero-width
+    characters make two different names look the same.
+    """
+    if not INVISIBLE.isdisjoint(value):
+        raise ValueError("must not contain bidirectional-override or zero-width characters")
+    return value
+
+
+Shown = Annotated[Text, AfterValidator(no_invisible_characters)]
+"""Text that is shown to people: names, addresses, remarks (and the savings API's nama)."""
+
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, examples=[500000])]
-Name = Annotated[Text, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
-OptionalName = Annotated[Text, Field(max_length=100)]
-Address = Annotated[Text, Field(max_length=500)]
-Remarks = Annotated[Text, Field(max_length=500)]
+Name = Annotated[Shown, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+OptionalName = Annotated[Shown, Field(max_length=100)]
+Address = Annotated[Shown, Field(max_length=500)]
+Remarks = Annotated[Shown, Field(max_length=500)]
 Phone = Annotated[Text, Field(min_length=1, max_length=20), AfterValidator(_not_blank)]
 NewPhone = Annotated[
     Phone,
@@ -89,6 +111,12 @@ class RefreshRequest(Strict):
         }
     )
     refresh_token: Token
+
+
+class LogoutRequest(Strict):
+    """No fields: ``{}`` (or no body at all)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{}]})
 
 
 class TopUpRequest(Strict):
@@ -182,6 +210,11 @@ class TokensResult(BaseModel):
     )
     access_token: str
     refresh_token: str
+
+
+class LogoutResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sessions_ended": 1}]})
+    sessions_ended: int
 
 
 class TopUpResult(BaseModel):

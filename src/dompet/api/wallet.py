@@ -1,12 +1,13 @@
-"""The e-wallet routes (SPEC.md section 1)."""
+"""The e-wallet routes (SPEC.md section 1; POST /logout: section 4, "Sessions")."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from dompet.api import schemas as s
+from dompet.api.client import client_address
 from dompet.api.deps import CallerDep, ContainerDep
 from dompet.api.idempotency import Idempotency
 from dompet.api.openapi import BEARER
@@ -15,6 +16,7 @@ from dompet.api.responses import json_response, wallet_ok, wallet_ok_json
 from dompet.api.routing import WalletRoute
 from dompet.domain.idempotency import IdempotencyKey
 from dompet.domain.users import ProfileChanges
+from dompet.services.ports import TokenPair
 from dompet.services.wallet import NewUserRequest
 
 router = APIRouter(route_class=WalletRoute, tags=["E-wallet"])
@@ -26,6 +28,12 @@ _FAILURES: dict[int | str, dict[str, Any]] = {
     400: {"model": s.Failure, "description": "Invalid input or business rule"},
     401: {"model": s.Failure, "description": "Unauthenticated"},
 }
+_TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {"model": s.Failure, "description": "Too many attempts; see Retry-After"},
+    503: {"model": s.Failure, "description": "PIN hashing is at its limit; see Retry-After"},
+}
+NO_STORE = {"Cache-Control": "no-store"}
+"""On every answer that carries tokens: no cache, proxy or browser history may keep them."""
 _MONEY_FAILURES: dict[int | str, dict[str, Any]] = {
     **_FAILURES,
     409: {"model": s.Failure, "description": "Idempotency-Key reused or in flight"},
@@ -167,8 +175,13 @@ async def update_profile(body: s.ProfileRequest, request: Request, me: CallerDep
     responses={
         400: _FAILURES[400],
         409: {"model": s.Failure, "description": "Phone Number already registered"},
+        **_TOO_MANY,
     },
     summary="Register a new user",
+    description=(
+        "At most REGISTRATIONS_PER_CLIENT registrations per client address per "
+        "CLIENT_LIMIT_WINDOW_SECONDS, then 429 with `Retry-After`."
+    ),
 )
 async def register(body: s.RegisterRequest, request: Request, c: ContainerDep) -> Response:
     user = await c.wallet.register(
@@ -178,7 +191,8 @@ async def register(body: s.RegisterRequest, request: Request, c: ContainerDep) -
             phone_number=body.phone_number,
             address=body.address,
             pin=body.pin,
-        )
+        ),
+        client_address(request),
     )
     return wallet_ok(_presenter(request).user(user))
 
@@ -188,21 +202,56 @@ async def register(body: s.RegisterRequest, request: Request, c: ContainerDep) -
     response_model=s.Envelope[s.TokensResult],
     responses={
         401: {"model": s.Failure, "description": "Phone number and pin doesn't match."},
-        429: {"model": s.Failure, "description": "Too many failed logins; see Retry-After"},
+        **_TOO_MANY,
     },
-    summary="Log in with phone number and PIN; get a JWT pair",
+    summary="Log in with phone number and PIN; start a session (a JWT pair)",
+    description=(
+        "After LOGIN_MAX_FAILURES failed logins in a row for a number, it is locked for "
+        "LOGIN_LOCK_SECONDS (429 with `Retry-After`, even with the right PIN); failed logins "
+        "per client address are limited too. The answer carries `Cache-Control: no-store`."
+    ),
 )
-async def login(body: s.LoginRequest, c: ContainerDep) -> Response:
-    pair = await c.wallet.login(body.phone_number, body.pin)
-    return wallet_ok({"access_token": pair.access_token, "refresh_token": pair.refresh_token})
+async def login(body: s.LoginRequest, request: Request, c: ContainerDep) -> Response:
+    pair = await c.wallet.login(body.phone_number, body.pin, client_address(request))
+    return _tokens(pair)
 
 
 @router.post(
     "/refresh",
     response_model=s.Envelope[s.TokensResult],
     responses={401: _FAILURES[401]},
-    summary="Trade a refresh token (once) for a new pair",
+    summary="Trade a refresh token (once) for the session's next pair",
+    description=(
+        "Each refresh token works once. Presenting one again ends its whole session: every "
+        "token of it is refused from then on. The answer carries `Cache-Control: no-store`."
+    ),
 )
 async def refresh(body: s.RefreshRequest, c: ContainerDep) -> Response:
-    pair = await c.wallet.refresh(body.refresh_token)
-    return wallet_ok({"access_token": pair.access_token, "refresh_token": pair.refresh_token})
+    return _tokens(await c.wallet.refresh(body.refresh_token))
+
+
+def _tokens(pair: TokenPair) -> Response:
+    result = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
+    return json_response({"status": "SUCCESS", "result": result}, headers=NO_STORE)
+
+
+@router.post(
+    "/logout",
+    openapi_extra=BEARER,
+    response_model=s.Envelope[s.LogoutResult],
+    responses={400: _FAILURES[400], 401: _FAILURES[401]},
+    summary="End the caller's session (or, with all=true, every session of the caller)",
+    description=(
+        "The body is `{}` or none. The session's access and refresh tokens are refused from "
+        "then on (with `all=true`: those of every session of the caller)."
+    ),
+)
+async def logout(
+    me: CallerDep,
+    body: Annotated[s.LogoutRequest | None, Body(examples=[{}])] = None,
+    everywhere: Annotated[
+        bool, Query(alias="all", description="End every session of the caller")
+    ] = False,
+) -> Response:
+    ended = await me.container.wallet.logout(me.claims, everywhere)
+    return wallet_ok({"sessions_ended": ended})

@@ -13,8 +13,9 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from dompet.api.client import client_address
 from dompet.api.responses import json_response
-from dompet.container import Container, pin_hasher
+from dompet.container import Container
 from dompet.dashboard.page import content_security_policy, dashboard_page, login_page
 from dompet.dashboard.session import COOKIE_NAME, Session, SessionSigner, session_key
 from dompet.domain.errors import CsrfRejected, Unauthenticated
@@ -51,28 +52,27 @@ class Dashboard:
             ),
             operators=OperatorService(
                 container.store,
-                pin_hasher(settings),
+                container.pins,
                 container.clock,
-                settings.dashboard_user,
-                settings.dashboard_password.get_secret_value(),
-                max_failures=settings.login_max_failures,
-                lock_seconds=settings.login_lock_seconds,
-            ),
-            signer=SessionSigner(
-                session_key(
-                    settings.dashboard_session_secret.get_secret_value()
-                    if settings.dashboard_session_secret
-                    else None,
-                    settings.jwt_secret.get_secret_value(),
-                ),
+                container.attempts,
                 timedelta(seconds=settings.dashboard_session_seconds),
             ),
-            secure_cookie=settings.dashboard_secure_cookie,
+            signer=SessionSigner(
+                session_key(container.secrets.dashboard_session, container.secrets.jwt),
+                timedelta(seconds=settings.dashboard_session_seconds),
+            ),
+            secure_cookie=settings.dashboard_cookie_secure,
             refresh_seconds=settings.dashboard_refresh_seconds,
         )
 
-    def session(self, request: Request) -> Session | None:
-        return self.signer.read(request.cookies.get(COOKIE_NAME), self.container.clock())
+    async def session(self, request: Request) -> Session | None:
+        """The request's session: a well-signed, unexpired cookie naming a live session."""
+        session = self.signer.read(request.cookies.get(COOKIE_NAME), self.container.clock())
+        if session is None:
+            return None
+        if not await self.operators.session_live(session.session_id, session.username):
+            return None
+        return session
 
 
 def _dashboard(request: Request) -> Dashboard:
@@ -80,9 +80,9 @@ def _dashboard(request: Request) -> Dashboard:
     return built
 
 
-def _require_session(request: Request) -> tuple[Dashboard, Session]:
+async def _require_session(request: Request) -> tuple[Dashboard, Session]:
     dash = _dashboard(request)
-    session = dash.session(request)
+    session = await dash.session(request)
     if session is None:
         raise Unauthenticated()
     return dash, session
@@ -132,13 +132,16 @@ async def login(request: Request) -> Response:
     dash = _dashboard(request)
     form = await _form(request)
     target = _safe_next(form.get("next"))
-    username = await dash.operators.authenticate(form.get("username", ""), form.get("password", ""))
+    username = await dash.operators.authenticate(
+        form.get("username", ""), form.get("password", ""), client_address(request)
+    )
     if username is None:
         return _html(login_page(target, error="Wrong username or password."), 401)
+    session = await dash.operators.open_session(username)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE_NAME,
-        dash.signer.issue(username, dash.container.clock()),
+        dash.signer.issue(username, session.id, dash.container.clock()),
         max_age=dash.signer.max_age,
         path="/dashboard",
         httponly=True,
@@ -150,8 +153,9 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    dash, session = _require_session(request)
+    dash, session = await _require_session(request)
     _check_csrf(dash, session, (await _form(request)).get("csrf_token"))
+    await dash.operators.end_session(session.session_id, session.username)
     response = RedirectResponse(LOGIN_PATH, status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/dashboard")
     return response
@@ -161,7 +165,7 @@ async def logout(request: Request) -> Response:
 @router.get("/")
 async def page(request: Request) -> Response:
     dash = _dashboard(request)
-    session = dash.session(request)
+    session = await dash.session(request)
     if session is None:
         return RedirectResponse(f"{LOGIN_PATH}?next=/dashboard", status_code=303)
     summary = await dash.monitoring.summary()
@@ -181,13 +185,13 @@ async def page(request: Request) -> Response:
 
 @router.get("/api/summary")
 async def summary(request: Request) -> Response:
-    dash, _ = _require_session(request)
+    dash, _ = await _require_session(request)
     return json_response(to_json(await dash.monitoring.summary()), 200)
 
 
 @router.post("/api/transfers/{transfer_id}/retry")
 async def retry(request: Request, transfer_id: str) -> Response:
-    dash, session = _require_session(request)
+    dash, session = await _require_session(request)
     _check_csrf(dash, session, request.headers.get("x-csrf-token"))
     await dash.monitoring.retry(transfer_id)
     transfer = await dash.container.store.get_transfer(transfer_id)

@@ -18,7 +18,7 @@ def guarded_saq_app(queue: Any, dashboard: Dashboard) -> ASGIApp:
     inner: ASGIApp = saq_web("/dashboard/saq", queues=[queue])
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and dashboard.session(Request(scope)) is None:
+        if scope["type"] == "http" and await dashboard.session(Request(scope)) is None:
             response = RedirectResponse("/dashboard/login?next=/dashboard/saq/", status_code=303)
             await response(scope, receive, send)
             return

@@ -1,4 +1,9 @@
-"""Signed dashboard sessions (HMAC-SHA256 cookie) and the CSRF token bound to each session."""
+"""Dashboard session cookies (HMAC-SHA256 signed) and the CSRF token bound to each session.
+
+The cookie names a server-side session (store ``sessions``): a valid signature is necessary,
+not sufficient; the session must also still be live (dashboard/routes.py asks the store), so
+logging out or removing the operator ends it everywhere at once.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ class Session:
     username: str
     expires_at: int
     nonce: str
+    session_id: str
 
 
 def _b64(data: bytes) -> str:
@@ -38,9 +44,10 @@ class SessionSigner:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, username: str, now: datetime) -> str:
+    def issue(self, username: str, session_id: str, now: datetime) -> str:
         body = {
             "u": username,
+            "s": session_id,
             "exp": int((now + self._ttl).timestamp()),
             "n": secrets.token_urlsafe(16),
         }
@@ -55,7 +62,7 @@ class SessionSigner:
             return None
         try:
             body = json.loads(_unb64(payload))
-            session = Session(str(body["u"]), int(body["exp"]), str(body["n"]))
+            session = Session(str(body["u"]), int(body["exp"]), str(body["n"]), str(body["s"]))
         except (ValueError, KeyError, TypeError):
             return None
         if session.expires_at <= now.timestamp():
@@ -74,7 +81,8 @@ class SessionSigner:
 
 
 def session_key(explicit: str | None, jwt_secret: str) -> bytes:
-    """DASHBOARD_SESSION_SECRET, or a key derived from JWT_SECRET (never the same bytes)."""
+    """DASHBOARD_SESSION_SECRET (or the generated one kept with the JWT secret), else a key
+    derived from JWT_SECRET (never the same bytes)."""
     if explicit:
         return explicit.encode()
     return hmac.new(jwt_secret.encode(), b"dompet-dashboard-session", hashlib.sha256).digest()

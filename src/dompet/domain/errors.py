@@ -63,13 +63,36 @@ class InvalidCredentials(DomainError):
         super().__init__("Phone number and pin doesn't match.")
 
 
-class LoginLocked(DomainError):
+class TooManyAttempts(DomainError):
+    """A throttle refused the attempt (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class LoginLocked(TooManyAttempts):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(
             "Too many failed login attempts for this phone number. "
-            f"Try again in {retry_after_seconds} seconds."
+            f"Try again in {retry_after_seconds} seconds.",
+            retry_after_seconds,
         )
+
+
+class ServerBusy(DomainError):
+    """The bounded work (PIN hashing) is at its limit: try again shortly (HTTP 503)."""
+
+    def __init__(self, retry_after_seconds: int = 1) -> None:
+        super().__init__(f"The server is busy. Try again in {retry_after_seconds} seconds.")
         self.retry_after_seconds = retry_after_seconds
+
+
+class BalanceLimitExceeded(DomainError):
+    """A credit would take a balance above what the ledger holds (domain/money.py)."""
+
+    def __init__(self) -> None:
+        super().__init__("Balance limit exceeded")
 
 
 class Unauthenticated(DomainError):

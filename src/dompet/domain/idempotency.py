@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+IN_FLIGHT = "A request with this Idempotency-Key is still being processed; retry later."
+"""Why a key was refused while its first request is still being answered."""
+KEY_REUSED = "This Idempotency-Key was already used with a different request."
+"""Why a key was refused for a request other than its first one."""
+
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:

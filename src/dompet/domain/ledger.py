@@ -260,6 +260,30 @@ def withdrawal_journal(journal_id: str, no_rekening: str, amount: int, now: date
     )
 
 
+def posted_entry(
+    journal: Journal, sequence: int, account_id: str, amount: int, before: int
+) -> Entry:
+    """The entry a customer posting of ``journal`` became, once written: ``sequence`` is
+    its number in the account's history, ``before`` the balance it started from. A
+    transfer's debit is PENDING until the transfer is settled."""
+    return Entry(
+        sequence=sequence,
+        account_id=account_id,
+        journal_id=journal.id,
+        kind=journal.kind,
+        reference=journal.reference,
+        amount=abs(amount),
+        entry_type=EntryType.CREDIT if amount > 0 else EntryType.DEBIT,
+        balance_before=before,
+        balance_after=before + amount,
+        remarks=journal.remarks,
+        created_at=journal.created_at,
+        status=(
+            EntryStatus.PENDING if journal.kind is JournalKind.TRANSFER_OUT else EntryStatus.SUCCESS
+        ),
+    )
+
+
 def entry_for(entries: Sequence[Entry], account_id: str) -> Entry:
     """The entry of ``account_id`` among a posted journal's customer entries."""
     for entry in entries:

@@ -6,6 +6,9 @@ from dompet.domain.errors import InvalidInput
 
 MAX_AMOUNT = 10**12
 """The largest amount a single operation may move."""
+BALANCE_CAP = 10**15
+"""No customer balance may exceed this (a CHECK on SQL, a guard and validator on MongoDB):
+far below the 64-bit limit, so no balance or sum of them can overflow."""
 
 
 def check_amount(amount: int, field: str = "amount") -> int:

@@ -1,4 +1,5 @@
-"""Operators: the people who may log into the dashboard (besides DASHBOARD_USER)."""
+"""Operators: the people who may log into the dashboard (``dompet create-operator``; there is
+no default one)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ class Operator:
     password_hash: str
     """Argon2id."""
     created_at: datetime
+
+
+def is_username(name: str) -> bool:
+    """Whether ``name`` (already normalised) could be an operator's username at all."""
+    return _USERNAME.match(name) is not None and name.isascii()
 
 
 def normalise_username(username: str) -> str:

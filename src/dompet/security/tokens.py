@@ -1,4 +1,8 @@
-"""JWT access and refresh tokens (PyJWT, HS256 only, every claim required and checked)."""
+"""JWT access and refresh tokens (PyJWT, HS256 only, every claim required and checked).
+
+Each token names its session (``sid``): the store says whether the session is still live,
+on every request (an ended session's tokens are refused from then on, in every process).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,15 @@ import jwt
 
 from dompet.domain.errors import Unauthenticated
 from dompet.domain.ids import is_uuid, new_id
-from dompet.services.ports import RefreshClaims, TokenPair
+from dompet.services.ports import AccessClaims, RefreshClaims, TokenPair
 
 ALGORITHM = "HS256"
 ISSUER = "dompet"
-_REQUIRED = ["exp", "iat", "nbf", "sub", "iss", "typ", "jti"]
+_REQUIRED = ["exp", "iat", "nbf", "sub", "sid", "iss", "typ", "jti"]
 ACCESS_CACHE_SIZE = 10_000
-"""Verified access tokens remembered (subject, nbf, exp), so a client's next request skips
-the HMAC and JSON work (a sixth of a cheap request's CPU); expiry is still checked each time."""
+"""Verified access tokens remembered (claims, nbf, exp), so a client's next request skips
+the HMAC and JSON work (a sixth of a cheap request's CPU); expiry is still checked each time,
+and the session by the caller (never cached)."""
 
 
 class JwtTokens:
@@ -25,46 +30,62 @@ class JwtTokens:
         self._secret = secret
         self._access_ttl = access_ttl
         self._refresh_ttl = refresh_ttl
-        self._verified: dict[str, tuple[str, int, int]] = {}
+        self._verified: dict[str, tuple[AccessClaims, int, int]] = {}
 
-    def issue(self, user_id: str, now: datetime) -> TokenPair:
+    def issue(self, user_id: str, session_id: str, now: datetime) -> TokenPair:
+        refresh_jti = new_id()
         return TokenPair(
-            access_token=self._encode(user_id, "access", now, self._access_ttl),
-            refresh_token=self._encode(user_id, "refresh", now, self._refresh_ttl),
+            access_token=self._encode(user_id, session_id, "access", now, self._access_ttl),
+            refresh_token=self._encode(
+                user_id, session_id, "refresh", now, self._refresh_ttl, refresh_jti
+            ),
+            session_id=session_id,
+            refresh_jti=refresh_jti,
+            expires_at=now + max(self._access_ttl, self._refresh_ttl),
         )
 
-    def access_subject(self, token: str, now: datetime) -> str:
+    def access_claims(self, token: str, now: datetime) -> AccessClaims:
         moment = now.timestamp()
         known = self._verified.get(token)
         if known is not None:
-            subject, not_before, expires = known
+            claims, not_before, expires = known
             if not_before <= moment < expires:
-                return subject
+                return claims
             raise Unauthenticated()
-        claims = self._decode(token, "access", now)
-        subject = str(claims["sub"])
-        nbf, exp = claims.get("nbf"), claims.get("exp")
+        decoded = self._decode(token, "access", now)
+        claims = AccessClaims(str(decoded["sub"]), str(decoded["sid"]))
+        nbf, exp = decoded.get("nbf"), decoded.get("exp")
         if isinstance(nbf, int) and isinstance(exp, int):
             if len(self._verified) >= ACCESS_CACHE_SIZE:
                 self._verified.clear()
-            self._verified[token] = (subject, nbf, exp)
-        return subject
+            self._verified[token] = (claims, nbf, exp)
+        return claims
 
     def refresh_claims(self, token: str, now: datetime) -> RefreshClaims:
         claims = self._decode(token, "refresh", now)
         return RefreshClaims(
             user_id=str(claims["sub"]),
+            session_id=str(claims["sid"]),
             jti=str(claims["jti"]),
             expires_at=datetime.fromtimestamp(_int_claim(claims, "exp"), tz=now.tzinfo),
         )
 
-    def _encode(self, user_id: str, typ: str, now: datetime, ttl: timedelta) -> str:
+    def _encode(
+        self,
+        user_id: str,
+        session_id: str,
+        typ: str,
+        now: datetime,
+        ttl: timedelta,
+        jti: str | None = None,
+    ) -> str:
         issued = int(now.timestamp())
         payload = {
             "sub": user_id,
+            "sid": session_id,
             "typ": typ,
             "iss": ISSUER,
-            "jti": new_id(),
+            "jti": jti or new_id(),
             "iat": issued,
             "nbf": issued,
             "exp": int((now + ttl).timestamp()),
@@ -93,8 +114,10 @@ class JwtTokens:
             raise Unauthenticated()
         if not nbf <= now.timestamp() < exp:
             raise Unauthenticated()
-        if not isinstance(claims.get("sub"), str) or not is_uuid(str(claims["sub"])):
-            raise Unauthenticated()
+        for name in ("sub", "sid", "jti"):
+            value = claims.get(name)
+            if not isinstance(value, str) or not is_uuid(value):
+                raise Unauthenticated()
         return claims
 
 

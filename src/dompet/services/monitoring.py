@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dompet.domain.errors import LoginLocked, TransferNotRetryable
+from dompet.domain.errors import TooManyAttempts, TransferNotRetryable
+from dompet.domain.ids import new_id
 from dompet.domain.invariants import InvariantReport, check
 from dompet.domain.monitoring import WorkerHeartbeat
-from dompet.domain.operators import Operator, check_password, normalise_username
+from dompet.domain.operators import Operator, check_password, is_username, normalise_username
+from dompet.domain.sessions import SessionRecord, operator_subject
 from dompet.domain.transfers import TransferStatus
+from dompet.services.attempts import AttemptLimits, AttemptPolicy, throttle_key
 from dompet.services.ports import Clock, PinHasher
 from dompet.storage.port import LedgerStore
 
@@ -220,26 +221,23 @@ class MonitoringService:
 
 
 class OperatorService:
-    """Dashboard logins: operators from the store, or the one pair from the environment."""
+    """Dashboard operators (from the store, made by ``dompet create-operator``) and their
+    logins, which are throttled like wallet logins and start server-side sessions: a session
+    ends at logout, when the operator is removed, or when it expires."""
 
     def __init__(
         self,
         store: LedgerStore,
         hasher: PinHasher,
         clock: Clock,
-        env_user: str | None = None,
-        env_password: str | None = None,
-        *,
-        max_failures: int = 5,
-        lock_seconds: int = 300,
+        attempts: AttemptLimits | None = None,
+        session_ttl: timedelta = timedelta(hours=8),
     ) -> None:
-        self._max_failures = max_failures
-        self._lock_seconds = lock_seconds
         self._store = store
         self._hasher = hasher
         self._now = clock
-        self._env_user = env_user
-        self._env_password = env_password
+        self._attempts = attempts or AttemptLimits(store, clock, AttemptPolicy())
+        self._session_ttl = session_ttl
 
     async def create(self, username: str, password: str) -> Operator:
         """Add an operator (Argon2id hash). Raises InvalidInput, OperatorTaken."""
@@ -249,42 +247,52 @@ class OperatorService:
         await self._store.add_operator(operator)
         return operator
 
-    async def authenticate(self, username: str, password: str) -> str | None:
+    async def remove(self, username: str) -> bool:
+        """Delete the operator and end their sessions at once; False if there was none."""
+        return await self._store.remove_operator(username.strip().lower(), self._now())
+
+    async def authenticate(
+        self, username: str, password: str, client: str | None = None
+    ) -> str | None:
         """The operator's username if the credentials are right, else None.
 
-        Failures are counted per username in the login throttle (LOGIN_MAX_FAILURES, then
-        locked for LOGIN_LOCK_SECONDS): raises LoginLocked while locked.
+        The attempt is taken before the password is checked (LOGIN_MAX_FAILURES per username,
+        then locked for LOGIN_LOCK_SECONDS; the per-client limit too): raises TooManyAttempts
+        when either is used up.
         """
         name = username.strip().lower()
-        key = _throttle_key(name)
-        now = self._now()
-        locked_until = await self._store.login_locked_until(key)
-        if locked_until is not None and locked_until > now:
-            raise LoginLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
-        found = await self._check(name, password)
-        if found is None:
-            await self._store.record_login_failure(
-                key, now, self._max_failures, timedelta(seconds=self._lock_seconds)
-            )
-            return None
-        await self._store.clear_login_failures(key)
-        return found
-
-    async def _check(self, name: str, password: str) -> str | None:
-        if self._env_user and self._env_password:
-            user_ok = hmac.compare_digest(name.encode(), self._env_user.lower().encode())
-            pass_ok = hmac.compare_digest(password.encode(), self._env_password.encode())
-            if user_ok and pass_ok:
-                return name
-        operator = await self._store.find_operator(name) if name else None
+        attempt = await self._attempts.login(throttle_key("operator", name), client, _locked)
+        operator = await self._store.find_operator(name) if is_username(name) else None
         if operator is None:
             await self._hasher.waste_time(password)
             return None
-        if await self._hasher.verify(operator.password_hash, password):
-            return operator.username
-        return None
+        if not await self._hasher.verify(operator.password_hash, password):
+            return None
+        await self._attempts.succeeded(attempt)
+        return operator.username
+
+    async def open_session(self, username: str) -> SessionRecord:
+        now = self._now()
+        session = SessionRecord(
+            new_id(), operator_subject(username), None, now, now + self._session_ttl
+        )
+        await self._store.open_session(session)
+        return session
+
+    async def session_live(self, session_id: str, username: str) -> bool:
+        """Live: not ended, and its operator still exists (a login racing the operator's
+        removal may have opened a session after the removal ended the others)."""
+        if not await self._store.session_live(session_id, operator_subject(username)):
+            return False
+        return await self._store.find_operator(username) is not None
+
+    async def end_session(self, session_id: str, username: str) -> None:
+        await self._store.end_sessions(operator_subject(username), self._now(), session_id)
 
 
-def _throttle_key(username: str) -> str:
-    """A key for the login throttle (20 characters, never a valid phone number)."""
-    return "op:" + hashlib.sha256(username.encode()).hexdigest()[:17]
+def _locked(retry_after_seconds: int) -> TooManyAttempts:
+    return TooManyAttempts(
+        "Too many failed login attempts for this username. "
+        f"Try again in {retry_after_seconds} seconds.",
+        retry_after_seconds,
+    )

@@ -32,20 +32,33 @@ class PinHasher(Protocol):
 class TokenPair:
     access_token: str
     refresh_token: str
+    session_id: str
+    refresh_jti: str
+    """The refresh token's id: the one its session will take next (rotation)."""
+    expires_at: datetime
+    """When the later of the two tokens expires."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class RefreshClaims:
     user_id: str
+    session_id: str
     jti: str
     expires_at: datetime
 
 
 class TokenCodec(Protocol):
-    def issue(self, user_id: str, now: datetime) -> TokenPair: ...
+    def issue(self, user_id: str, session_id: str, now: datetime) -> TokenPair: ...
 
-    def access_subject(self, token: str, now: datetime) -> str:
-        """The user id of a valid access token; raises Unauthenticated otherwise."""
+    def access_claims(self, token: str, now: datetime) -> AccessClaims:
+        """The user and session of a valid access token; raises Unauthenticated otherwise
+        (whether the session is still live is the store's to say)."""
 
     def refresh_claims(self, token: str, now: datetime) -> RefreshClaims:
         """The claims of a valid refresh token; raises Unauthenticated otherwise."""

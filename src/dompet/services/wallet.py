@@ -1,9 +1,14 @@
-"""The e-wallet use cases: register, login, top up, pay, transfer, history, profile."""
+"""The e-wallet use cases: register, login, sessions, top up, pay, transfer, history, profile.
+
+A login starts a session (domain/sessions.py); /refresh rotates its one refresh token, and a
+refresh token presented a second time ends the session; logout ends one or all of them. Every
+authenticated request asks the store whether its session is still live.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 
 from dompet.domain.errors import (
     AccountNotFound,
@@ -14,6 +19,7 @@ from dompet.domain.errors import (
     TargetNotFound,
     Unauthenticated,
 )
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import IdempotencyKey
 from dompet.domain.ids import is_uuid, new_id
 from dompet.domain.ledger import (
@@ -27,10 +33,13 @@ from dompet.domain.ledger import (
 )
 from dompet.domain.money import check_amount
 from dompet.domain.phone import normalize_phone
+from dompet.domain.sessions import SessionRecord
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import ProfileChanges, User
+from dompet.services.attempts import AttemptLimits, throttle_key
 from dompet.services.ports import (
     MONEY_KINDS,
+    AccessClaims,
     Clock,
     MoneyObservers,
     PinHasher,
@@ -38,13 +47,7 @@ from dompet.services.ports import (
     TokenPair,
     TransferDispatcher,
 )
-from dompet.storage.port import ItemLayout, LedgerStore, RenderedItems
-
-
-@dataclass(frozen=True, slots=True)
-class LoginPolicy:
-    max_failures: int = 5
-    lock_seconds: int = 300
+from dompet.storage.port import LedgerStore, RenderedItems
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class WalletService:
         tokens: TokenCodec,
         dispatcher: TransferDispatcher,
         clock: Clock,
-        login_policy: LoginPolicy,
+        attempts: AttemptLimits,
         observers: MoneyObservers | None = None,
     ) -> None:
         self._store = store
@@ -72,14 +75,17 @@ class WalletService:
         self._tokens = tokens
         self._dispatcher = dispatcher
         self._now = clock
-        self._login = login_policy
+        self._attempts = attempts
         self._observers = observers or MoneyObservers()
 
-    async def register(self, request: NewUserRequest) -> User:
+    async def register(self, request: NewUserRequest, client: str | None = None) -> User:
+        """``client``: the caller's address, for the per-client registration limit."""
         phone = normalize_phone(request.phone_number)
         if not request.first_name.strip():
             raise InvalidInput("first_name", "first_name must not be empty")
         _check_pin(request.pin)
+        await self._attempts.registration(client)
+        pin_hash = await self._pins.hash(request.pin)
         now = self._now()
         user = User(
             id=new_id(),
@@ -90,49 +96,58 @@ class WalletService:
             created_at=now,
             updated_at=now,
         )
-        await self._store.add_user(user, await self._pins.hash(request.pin))
+        await self._store.add_user(user, pin_hash)
         return user
 
-    async def login(self, phone_number: str, pin: str) -> TokenPair:
+    async def login(self, phone_number: str, pin: str, client: str | None = None) -> TokenPair:
+        """A new session. The attempt is taken (login lock, per-client limit) before the PIN
+        is checked; it counts as a failure unless the PIN is right."""
         try:
             phone = normalize_phone(phone_number)
         except InvalidInput:
             raise InvalidCredentials() from None
-        now = self._now()
-        locked_until = await self._store.login_locked_until(phone)
-        if locked_until is not None and locked_until > now:
-            raise LoginLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
+        attempt = await self._attempts.login(throttle_key("pin", phone), client, LoginLocked)
         credentials = await self._store.find_credentials(phone)
         if credentials is None:
             await self._pins.waste_time(pin)
-            ok = False
-        else:
-            ok = await self._pins.verify(credentials.pin_hash, pin)
-        if not ok or credentials is None:
-            await self._store.record_login_failure(
-                phone,
-                now,
-                self._login.max_failures,
-                timedelta(seconds=self._login.lock_seconds),
-            )
             raise InvalidCredentials()
-        await self._store.clear_login_failures(phone)
-        return self._tokens.issue(credentials.user_id, now)
+        if not await self._pins.verify(credentials.pin_hash, pin):
+            raise InvalidCredentials()
+        await self._attempts.succeeded(attempt)
+        return await self._start_session(credentials.user_id, self._now())
+
+    async def _start_session(self, user_id: str, now: datetime) -> TokenPair:
+        pair = self._tokens.issue(user_id, new_id(), now)
+        await self._store.open_session(
+            SessionRecord(pair.session_id, user_id, pair.refresh_jti, now, pair.expires_at)
+        )
+        return pair
 
     async def refresh(self, refresh_token: str) -> TokenPair:
+        """The session's next pair. A refresh token that was used before ends its session."""
         now = self._now()
         claims = self._tokens.refresh_claims(refresh_token, now)
         if await self._store.get_user(claims.user_id) is None:
             raise Unauthenticated()
-        if not await self._store.consume_refresh_token(
-            claims.jti, claims.user_id, claims.expires_at
-        ):
+        pair = self._tokens.issue(claims.user_id, claims.session_id, now)
+        rotated = await self._store.rotate_session(
+            claims.session_id, claims.user_id, claims.jti, pair.refresh_jti, pair.expires_at, now
+        )
+        if not rotated:
             raise Unauthenticated()
-        return self._tokens.issue(claims.user_id, now)
+        return pair
 
-    def authenticate(self, access_token: str) -> str:
-        """The user id behind a valid access token."""
-        return self._tokens.access_subject(access_token, self._now())
+    async def authenticate(self, access_token: str) -> AccessClaims:
+        """The user and session of a valid access token whose session is live."""
+        claims = self._tokens.access_claims(access_token, self._now())
+        if not await self._store.session_live(claims.session_id, claims.user_id):
+            raise Unauthenticated()
+        return claims
+
+    async def logout(self, caller: AccessClaims, everywhere: bool = False) -> int:
+        """End the caller's session (every session of the caller: ``everywhere``)."""
+        session_id = None if everywhere else caller.session_id
+        return await self._store.end_sessions(caller.user_id, self._now(), session_id)
 
     async def top_up(self, user_id: str, amount: int, idem: IdempotencyKey | None = None) -> Entry:
         journal_id = new_id()

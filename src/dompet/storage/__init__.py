@@ -5,10 +5,12 @@ from __future__ import annotations
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from dompet.storage.port import ItemLayout, LedgerStore
+from dompet.domain.history import ItemLayout
+from dompet.storage.port import LedgerStore
 
 if TYPE_CHECKING:
     from dompet.storage.faults import StoreLimits
+    from dompet.storage.sql.engine import SqlSettings
 
 
 def engine_of(database_url: str) -> str:
@@ -29,14 +31,16 @@ async def open_store(
     *,
     history_layout: ItemLayout | None = None,
     mongodb_allow_standalone: bool = False,
+    sql_settings: SqlSettings | None = None,
     limits: StoreLimits | None = None,
 ) -> LedgerStore:
     """Connect to the database named by ``database_url``; the caller closes the store.
 
     ``history_layout``: the SQL stores render each new wallet entry's history item in it as
-    they write the entry (``history_items.py``); pages in that layout then read it back.
+    they write the entry (``sql/history/written.py``); pages in that layout then read it back.
     ``mongodb_allow_standalone`` lets MongoDB run on a server that is not a replica set
     (the nx-27017 test server); without it such a server is refused at start-up.
+    ``sql_settings``: the SQL engines' settings (``config.Settings``; defaults if None).
     ``limits``: the timeouts and waiting bound of a serving process (storage/faults.py);
     None leaves the drivers' own (migrations, tools).
     """
@@ -47,9 +51,12 @@ async def open_store(
         if limits is not None:
             database_url = mongodb_with_timeouts(database_url, limits.connect_timeout)
         return await MongoStore.open(database_url, allow_standalone=mongodb_allow_standalone)
+    from dompet.storage.sql.engine import SqlSettings
     from dompet.storage.sql.store import SqlStore
 
-    return await SqlStore.open(database_url, history_layout, limits)
+    return await SqlStore.open(
+        database_url, history_layout, sql_settings or SqlSettings(), limits
+    )
 
 
 def mongodb_with_timeouts(database_url: str, seconds: float) -> str:

@@ -1,5 +1,8 @@
 """The storage port: everything the services need from a database, engine-neutral.
 
+A store may render history pages itself (``render_entries``) in an ``ItemLayout`` the API
+gives it (``domain/history.py``; the keys are the API's, ``api/presenters.py``).
+
 Every method is one atomic step in the store. Money-moving methods apply a whole journal in one
 transaction, with the overdraft guard and the balance change as one statement (or one document
 update inside a transaction), never a read-modify-write in Python.
@@ -7,59 +10,21 @@ update inside a transaction), never a read-modify-write in Python.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
+from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
-from dompet.domain.ledger import Entry, Journal, JournalKind
+from dompet.domain.ledger import Entry, Journal
 from dompet.domain.monitoring import SettledSample, WorkerHeartbeat
 from dompet.domain.operators import Operator
 from dompet.domain.records import DataRecord
 from dompet.domain.savings import Customer
+from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
-
-
-class ItemField(StrEnum):
-    """What a value of a rendered history item is (see :class:`ItemLayout`)."""
-
-    STATUS = "status"
-    USER_ID = "user_id"
-    ENTRY_TYPE = "entry_type"
-    AMOUNT = "amount"
-    REMARKS = "remarks"
-    BALANCE_BEFORE = "balance_before"
-    BALANCE_AFTER = "balance_after"
-    DISPLAY_TIME = "display_time"
-    """``YYYY-MM-DD HH:MM:SS`` of the entry's time plus ``ItemLayout.utc_offset_seconds``."""
-
-
-DISPLAY_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-"""The instants a fixed display offset is checked over (``WalletPresenter``): an entry dated
-outside them is never rendered by the store."""
-
-
-@dataclass(frozen=True, slots=True)
-class ItemLayout:
-    """History items as JSON objects a store can build itself (``render_entries``).
-
-    Each object holds the entry's reference under ``references[kind]``, then ``fields`` in
-    their order. Keys are plain names (``[a-z_]+``), so they need no escaping.
-    """
-
-    references: tuple[tuple[JournalKind, str], ...]
-    fields: tuple[tuple[ItemField, str], ...]
-    utc_offset_seconds: int
-
-    def __post_init__(self) -> None:
-        for _, key in (*self.references, *self.fields):
-            if re.fullmatch("[a-z_]+", key) is None:
-                raise ValueError(f"item key {key!r} is not a plain name")
 
 
 class RenderedItems(NamedTuple):
@@ -95,22 +60,53 @@ class LedgerStore(Protocol):
         self, user_id: str, changes: ProfileChanges, now: datetime
     ) -> User | None: ...
 
-    # -- login throttling and refresh-token rotation ----------------------------------------
-    async def login_locked_until(self, phone_number: str) -> datetime | None: ...
+    # -- server secrets, attempt throttles and sessions (issue 19) --------------------------
+    async def keep_secret(self, name: str, candidate: str, now: datetime) -> str:
+        """The secret kept under ``name``; ``candidate`` is kept (and returned) if none was.
 
-    async def record_login_failure(
-        self, phone_number: str, now: datetime, max_failures: int, lock_for: timedelta
-    ) -> datetime | None:
-        """Count a failed login atomically; return the lock's end once max_failures is hit.
-
-        While a lock is active (locked_until > now) nothing is counted and None is returned:
-        concurrent failures never extend a lock nor count towards the next one.
+        Atomic: of processes racing to keep one, every one gets the value kept first.
         """
 
-    async def clear_login_failures(self, phone_number: str) -> None: ...
+    async def take_throttle(self, key: str, now: datetime, rule: ThrottleRule) -> ThrottleHit:
+        """Count one attempt under ``key`` and decide it, in one atomic step: granted while
+        the window's count (refused attempts included) is within ``rule.limit``. A window
+        whose ``until`` has passed starts over (see domain/sessions.py ThrottleRule)."""
 
-    async def consume_refresh_token(self, jti: str, user_id: str, expires_at: datetime) -> bool:
-        """Mark a refresh token used; False if it was already used (rotation)."""
+    async def release_throttle(self, key: str, now: datetime) -> None:
+        """Take back one attempt of the current window (it succeeded; never below 0)."""
+
+    async def clear_throttle(self, key: str) -> None:
+        """Forget the key's attempts (a successful login ends a lock's count)."""
+
+    async def purge_throttles(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` throttles whose window ended before ``before``; how many."""
+
+    async def open_session(self, session: SessionRecord) -> None: ...
+
+    async def session_live(self, session_id: str, subject: str) -> bool:
+        """Whether the session exists, belongs to ``subject`` and was not ended. Asked on every
+        authenticated request: one primary-key read, and it sees every process's writes."""
+
+    async def rotate_session(
+        self,
+        session_id: str,
+        subject: str,
+        presented_jti: str,
+        next_jti: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Refresh: if ``presented_jti`` is the live session's current refresh token, make
+        ``next_jti`` the current one (and ``expires_at`` the session's) and return True.
+        Otherwise return False; a live session is then ended (the token was used before:
+        reuse detection), atomically with the check."""
+
+    async def end_sessions(self, subject: str, now: datetime, session_id: str | None = None) -> int:
+        """End the subject's live sessions (only ``session_id`` when given); how many."""
+
+    async def purge_sessions(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` sessions whose tokens all expired before ``before``. A
+        missing session is an ended one, so purging never lets a token back in."""
 
     # -- savings customers -------------------------------------------------------------------
     async def add_customer(self, customer: Customer) -> None:
@@ -243,8 +239,8 @@ class LedgerStore(Protocol):
         schema and are not exported), users (UserRecord, by id), customers
         (Customer, by id), journals (JournalRecord with all their postings ordered by
         sequence; journals ordered by id), transfers (Transfer, by id; attempts, last_error,
-        next_attempt_at and settled_at included, leases left out). Login throttles, refresh
-        tokens, idempotency keys and heartbeats are not exported."""
+        next_attempt_at and settled_at included, leases left out). Throttles, sessions, server
+        secrets, idempotency keys and heartbeats are not exported."""
 
     async def import_records(self, records: Sequence[DataRecord]) -> None:
         """Write the records as given, in one transaction, every id kept.
@@ -265,6 +261,10 @@ class LedgerStore(Protocol):
         """Create an operator. Raises OperatorTaken if the username exists."""
 
     async def find_operator(self, username: str) -> Operator | None: ...
+
+    async def remove_operator(self, username: str, now: datetime) -> bool:
+        """Delete the operator and end every session of theirs, in one transaction; False if
+        there was no such operator."""
 
     # -- scale-out dispatch (issue 4) ---------------------------------------------------------
     async def overdue_transfers(self, due_before: datetime, limit: int) -> list[Transfer]:

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid
 
 from dompet.domain.ledger import SystemAccount
+from dompet.domain.money import BALANCE_CAP
 from dompet.storage.mongo.client import Document, connect, stamp
 
 MIGRATIONS_COLLECTION = "schema_migrations"
@@ -67,6 +68,24 @@ async def _ensure_collection(
         await db[name].create_indexes(indexes)
 
 
+def _accounts_schema(cap: int | None = None) -> Document:
+    # A second line of defence behind the guarded update: never below zero (and, from 0006,
+    # never above the cap; system accounts keep no balance here, so it applies to all).
+    balance: Document = {**INTEGER, "minimum": 0}
+    if cap is not None:
+        balance["maximum"] = cap
+    return _schema(
+        {
+            "_id": _string(64),
+            "kind": {"enum": ["wallet", "savings", "system"]},
+            "balance": balance,
+            "seq": INTEGER,
+            "blocked": BOOL,
+            "created_at": DATE,
+        }
+    )
+
+
 # -- the steps ---------------------------------------------------------------------------------
 async def _0001_ledger(db: AsyncDatabase[Document]) -> None:
     await _ensure_collection(
@@ -86,21 +105,7 @@ async def _0001_ledger(db: AsyncDatabase[Document]) -> None:
         ),
         [IndexModel([("phone_number", ASCENDING)], unique=True, name="uq_users_phone_number")],
     )
-    await _ensure_collection(
-        db,
-        "accounts",
-        _schema(
-            {
-                "_id": _string(64),
-                "kind": {"enum": ["wallet", "savings", "system"]},
-                # A second line of defence behind the guarded update: never below zero.
-                "balance": {**INTEGER, "minimum": 0},
-                "seq": INTEGER,
-                "blocked": BOOL,
-                "created_at": DATE,
-            }
-        ),
-    )
+    await _ensure_collection(db, "accounts", _accounts_schema())
     await _ensure_collection(
         db,
         "journals",
@@ -284,6 +289,45 @@ async def _0005_idempotency_expires_at(db: AsyncDatabase[Document]) -> None:
     )
 
 
+async def _0006_safe_by_default(db: AsyncDatabase[Document]) -> None:
+    """Issue 19 (SQL 0007): kept server secrets, throttles, sessions; a cap on balances.
+
+    ``throttles`` and ``sessions`` replace ``login_throttle`` and ``used_refresh_tokens``
+    (dropped: a lock in force at the upgrade is lifted, and a refresh token issued before it
+    names no session, so it is refused: log in again).
+    """
+    await _ensure_collection(
+        db, "server_secrets", _schema({"_id": _string(64), "value": STRING, "created_at": DATE})
+    )
+    await _ensure_collection(
+        db,
+        "throttles",
+        _schema({"_id": _string(128), "hits": INTEGER, "until": DATE}),
+        [IndexModel([("until", ASCENDING)], name="ix_throttles_until")],
+    )
+    await _ensure_collection(
+        db,
+        "sessions",
+        _schema(
+            {
+                "_id": _string(36),
+                "subject": _string(100),
+                "refresh_jti": _nullable(_string(36)),
+                "created_at": DATE,
+                "expires_at": DATE,
+                "ended_at": _nullable(DATE),
+            }
+        ),
+        [
+            IndexModel([("subject", ASCENDING)], name="ix_sessions_subject"),
+            IndexModel([("expires_at", ASCENDING)], name="ix_sessions_expires_at"),
+        ],
+    )
+    for old in ("login_throttle", "used_refresh_tokens"):
+        await db.drop_collection(old)
+    await _ensure_collection(db, "accounts", _accounts_schema(BALANCE_CAP))
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
@@ -297,6 +341,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0003", "entry-sequence floor for imports", _0003_sequence_floor),
     Migration("0004", "dashboard operators", _0004_operators),
     Migration("0005", "idempotency keys by expiry (purge)", _0005_idempotency_expires_at),
+    Migration("0006", "secrets, throttles, sessions, balance cap", _0006_safe_by_default),
 ]
 
 

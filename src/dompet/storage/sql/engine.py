@@ -1,4 +1,8 @@
-"""Creating SQLAlchemy engines for SQLite and PostgreSQL, with the settings each one needs."""
+"""Creating SQLAlchemy engines for SQLite and PostgreSQL, with the settings each one needs.
+
+The knobs (:class:`SqlSettings`) come from ``config.Settings`` through the composition roots
+(``container.open_settings_store``); nothing here reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,30 @@ from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from dompet.storage import faults
+
+PG_POOL_SIZE = 20
+"""Default connections per process on PostgreSQL (setting PG_POOL_SIZE)."""
+
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+"""The ``PRAGMA synchronous`` values a store accepts (docs/sqlite-group-commit.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSettings:
+    """The SQL engines' settings (README's configuration table); the defaults are Settings'."""
+
+    sqlite_synchronous: str = "FULL"
+    """``PRAGMA synchronous`` of every SQLite connection: FULL, NORMAL or EXTRA."""
+    sqlite_writer_lock: bool = True
+    """Writers of different processes hand over through ``WriterLock`` (off: A/B runs only)."""
+    pg_pool_size: int = PG_POOL_SIZE
+    """Connections per process on PostgreSQL (a fixed pool, and the priority gate's size)."""
+
+    def __post_init__(self) -> None:
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError("SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
+        if self.pg_pool_size < 1:
+            raise ValueError("PG_POOL_SIZE must be at least 1")
 
 
 def async_url(database_url: str) -> str:
@@ -54,17 +83,6 @@ def writer_lock_path(database_url: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database).expanduser().with_name(Path(database).name + WRITER_LOCK_SUFFIX)
-
-
-def writer_lock_enabled() -> bool:
-    """Env SQLITE_WRITER_LOCK (default on): ``0``/``off`` leaves cross-process writers to
-    SQLite's busy handler alone (for A/B benchmarks)."""
-    value = os.environ.get("SQLITE_WRITER_LOCK", "1").strip().lower()
-    if value in ("1", "on", "true", "yes"):
-        return True
-    if value in ("0", "off", "false", "no"):
-        return False
-    raise ValueError("SQLITE_WRITER_LOCK must be on or off")
 
 
 class WriterLock:
@@ -201,9 +219,12 @@ def _may_block(fn: Any, args: tuple[Any, ...], reader: bool) -> bool:
     return False
 
 
-def _inline_creator(database_url: str, *, reader: bool) -> Any:
+def _inline_creator(database_url: str, *, reader: bool, writer_lock: bool) -> Any:
+    """Connections that run inline (see ``_InlineSqliteConnection``); a writer's take the
+    cross-process ``WriterLock`` unless ``writer_lock`` is off (SQLITE_WRITER_LOCK: A/B runs
+    only, leaving other processes' writers to SQLite's busy handler)."""
     database = make_url(database_url).database or ":memory:"
-    lock_path = None if reader or not writer_lock_enabled() else writer_lock_path(database_url)
+    lock_path = None if reader or not writer_lock else writer_lock_path(database_url)
 
     async def connect() -> aiosqlite.Connection:
         connector = partial(
@@ -252,7 +273,7 @@ SQLITE_READERS = 8
 """Reads in flight at once per process on SQLite (they run inline, so more would not help)."""
 
 
-def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
+def _sqlite_engine(database_url: str, settings: SqlSettings, *, writer: bool) -> AsyncEngine:
     """SQLite: WAL, a busy timeout, durable commits; writers take the write lock up front.
 
     There is one writer connection per process, so writes queue in the pool (FIFO, no busy
@@ -260,25 +281,25 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
     wake-up); the busy timeout is left for writers that do not take it.
     """
     _ensure_sqlite_dir(database_url)
-    synchronous = os.environ.get("SQLITE_SYNCHRONOUS", "FULL").upper()
-    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
-        raise ValueError("SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
+    synchronous = settings.sqlite_synchronous
     kwargs: dict[str, Any] = {
         "pool_size": 1,
         "max_overflow": 0,
         "pool_timeout": 120,
-        "async_creator": _inline_creator(database_url, reader=False),
+        "async_creator": _inline_creator(
+            database_url, reader=False, writer_lock=settings.sqlite_writer_lock
+        ),
     }
     if not writer:
-        # SqlStore._read() admits at most SQLITE_READERS at a time (a fair semaphore), so
+        # SqliteAccess.read() admits at most SQLITE_READERS at a time (a fair semaphore), so
         # the pool's own wait -- which lets newcomers barge past woken waiters and starved
         # some reads for seconds under 64 connections -- is never reached through it; the
-        # overflow is headroom for direct users of the reader engine (export).
+        # overflow is headroom for users of the reader engine that do not go through it.
         kwargs = {
             "pool_size": SQLITE_READERS,
             "max_overflow": SQLITE_READERS,
             "pool_timeout": 120,
-            "async_creator": _inline_creator(database_url, reader=True),
+            "async_creator": _inline_creator(database_url, reader=True, writer_lock=False),
         }
     engine = create_async_engine(async_url(database_url), **kwargs)
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
@@ -301,33 +322,26 @@ def _sqlite_engine(database_url: str, *, writer: bool) -> AsyncEngine:
 
 
 def create_engines(
-    database_url: str, limits: faults.StoreLimits | None = None
+    database_url: str,
+    settings: SqlSettings = SqlSettings(),
+    limits: faults.StoreLimits | None = None,
 ) -> tuple[AsyncEngine, AsyncEngine]:
     """(writer, reader) engines; on PostgreSQL both share one pool. ``limits``: the timeouts
     of a serving process (None: the drivers' own, for migrations and tools)."""
     if is_sqlite(database_url):
         return (
-            _sqlite_engine(database_url, writer=True),
-            _sqlite_engine(database_url, writer=False),
+            _sqlite_engine(database_url, settings, writer=True),
+            _sqlite_engine(database_url, settings, writer=False),
         )
-    engine = _postgres_engine(database_url, limits)
+    engine = _postgres_engine(database_url, settings.pg_pool_size, limits)
     # Reads run without BEGIN/ROLLBACK (autocommit; one round trip instead of three) on the
     # same pool; a read that needs one snapshot (snapshot, export) opens its own transaction.
     return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-PG_POOL_SIZE = 20
-"""Default connections per process on PostgreSQL (env PG_POOL_SIZE)."""
-
-
-def postgres_pool_size() -> int:
-    size = int(os.environ.get("PG_POOL_SIZE", PG_POOL_SIZE))
-    if size < 1:
-        raise ValueError("PG_POOL_SIZE must be at least 1")
-    return size
-
-
-def _postgres_engine(database_url: str, limits: faults.StoreLimits | None = None) -> AsyncEngine:
+def _postgres_engine(
+    database_url: str, pool_size: int, limits: faults.StoreLimits | None = None
+) -> AsyncEngine:
     """PostgreSQL: a fixed pool, no overflow.
 
     Overflow connections are closed as soon as they are returned, so under a steady load
@@ -355,7 +369,7 @@ def _postgres_engine(database_url: str, limits: faults.StoreLimits | None = None
             connect_args["server_settings"] = {"statement_timeout": str(milliseconds)}
     engine = create_async_engine(
         async_url(database_url),
-        pool_size=postgres_pool_size(),
+        pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout,
         pool_pre_ping=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from dompet.storage.sql.engine import async_url, create_engines
+from dompet.storage.sql.engine import async_url, create_engines, is_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,11 +33,19 @@ Action = Literal["upgrade", "downgrade"]
 
 async def run_alembic(database_url: str, action: Action, revision: str) -> str | None:
     """``alembic <action> <revision>`` on ``database_url``, committed on a writer connection
-    of its own; the revision the database was at before."""
+    of its own; the revision the database was at before.
+
+    SQLite runs its migrations with foreign keys off (SQLite's own recipe for rebuilding a
+    table that others reference, as 0007 does to add a CHECK), and checks every foreign key
+    afterwards; the connection is disposed of with its engine, so the setting goes with it.
+    """
     config = alembic_config(database_url)
     writer, reader = create_engines(database_url)
     try:
         async with writer.connect() as conn:
+            if is_sqlite(database_url):  # before the transaction: inside one it is ignored
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                await driver.execute("PRAGMA foreign_keys=OFF")
             before = await conn.run_sync(_run_alembic, config, action, revision)
             await conn.commit()
     finally:
@@ -56,6 +64,10 @@ def _run_alembic(
         command.upgrade(config, revision)
     else:
         command.downgrade(config, revision)
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left rows with broken foreign keys: {broken[:5]}")
     return before
 
 

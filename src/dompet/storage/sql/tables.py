@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -72,6 +73,11 @@ accounts = Table(
     Column("balance", Money, nullable=False),
     Column("blocked", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("kind = 'system' OR balance >= 0", name="ck_accounts_not_overdrawn"),
+    # no customer balance above 10^15 (migration 0007; domain/money.py BALANCE_CAP)
+    CheckConstraint(
+        "kind = 'system' OR balance <= 1000000000000000", name="ck_accounts_balance_cap"
+    ),
 )
 
 journals = Table(
@@ -100,7 +106,7 @@ postings = Table(
     Column("reference", Id, nullable=False),
     Column("remarks", String(500), nullable=False),
     # a wallet entry's history item, rendered once when written, and its layout's fingerprint
-    # (migration 0006; dompet/storage/history_items.py): NULL where it is rendered when read
+    # (migration 0006; storage/sql/history/written.py): NULL where it is rendered when read
     Column("item", Text, nullable=True),
     Column("item_layout", BigInteger, nullable=True),
     Index("ix_postings_account_id_id", "account_id", "id"),
@@ -125,22 +131,6 @@ transfers = Table(
     Column("claimed_until", UtcDateTime, nullable=True),
     Index("ix_transfers_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_transfers_settled_at", "settled_at"),
-)
-
-login_throttle = Table(
-    "login_throttle",
-    metadata,
-    Column("phone_number", String(20), primary_key=True),
-    Column("failures", Integer, nullable=False),
-    Column("locked_until", UtcDateTime, nullable=True),
-)
-
-used_refresh_tokens = Table(
-    "used_refresh_tokens",
-    metadata,
-    Column("jti", Id, primary_key=True),
-    Column("user_id", Id, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
 )
 
 idempotency_keys = Table(
@@ -188,3 +178,45 @@ operators = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+
+# -- safe by default (issue 19, migration 0007) -----------------------------------------------
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("hits", Money, nullable=False),
+    Column("until", UtcDateTime, nullable=False),
+    Index("ix_throttles_until", "until"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("subject", String(100), nullable=False),
+    Column("refresh_jti", Id, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index("ix_sessions_subject", "subject"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+
+def time_columns(*tables: Table) -> frozenset[str]:
+    """The names of the ``UtcDateTime`` columns of ``tables`` (a hot read converts them)."""
+    return frozenset(
+        column.name
+        for table in tables
+        for column in table.columns
+        if isinstance(column.type, UtcDateTime)
+    )

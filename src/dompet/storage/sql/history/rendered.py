@@ -1,16 +1,17 @@
-"""History items rendered as JSON by the database (``SqlStore.render_entries``).
+"""History items rendered as JSON by the database: the page queries (``history/reads.py``).
 
 A history page costs the API little besides these items: fetched as ten Python values per entry,
 turned into an ``Entry``, presented as a dict and serialised, fifty entries took about 160 us of
 CPU. Built by the database as one JSON text per entry, the same page takes about 90 us on SQLite
 (``docs/read-path.md``). One statement per page; its rows are ``(sequence, item)``. Most items
-are stored with their posting when it is written (``history_items.py``): a page reads those
-back and builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored
-ones with the same expression (``postgresql_written_item``), and ``dompet reconcile`` compares
-them with it (``misrendered_postings``).
+are stored with their posting when it is written (``written.py``): a page reads those back and
+builds the others (``rendered_page``); PostgreSQL's journal statement builds the stored ones
+with the same expression (``postgresql_written_item``).
 
-The item is the same JSON text ``WalletPresenter.transactions`` and orjson give, byte for byte
-(``tests/contract/test_rendered_history.py``): SQLite builds it with ``json_object``;
+This is the SQL form of ``domain.history.HistoryItems``, the one definition of an item, for
+where Python does not run. It gives the same JSON text as the presenter and orjson, byte for
+byte (``tests/contract/test_rendered_history.py``; ``dompet reconcile`` holds every stored
+item, PostgreSQL's included, to the Python definition): SQLite builds it with ``json_object``;
 PostgreSQL, whose ``json_build_object`` writes ``"key" : value``, by concatenation with
 ``to_json`` quoting the text. The display time is the stored UTC time plus the layout's fixed
 offset, cut to whole seconds; an entry dated outside ``DISPLAY_RANGE`` gets a NULL item, and
@@ -20,6 +21,7 @@ the store then declines the page (the presenter's path handles any date).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -30,7 +32,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
     literal_column,
     select,
     true,
@@ -39,9 +40,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
+from dompet.domain.history import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.domain.ledger import WALLET_PREFIX, EntryStatus, EntryType, JournalKind
-from dompet.storage.history_items import layout_fingerprint
-from dompet.storage.port import DISPLAY_RANGE, ItemField, ItemLayout
 from dompet.storage.sql.account_order import ABOVE_EVERY_ID, account_slice
 from dompet.storage.sql.tables import Money, postings, transfers
 
@@ -188,46 +188,36 @@ def rendered_pages(layout: ItemLayout) -> Any:
     )
 
 
-@functools.cache
-def misrendered_postings(layout: ItemLayout, engine_name: str) -> Any:
-    """The ids of the postings whose item, stored in ``layout``, is not the one the posting
-    renders to now (``dompet reconcile``): the read path's own expression on every row."""
-    sources = _read_sources(
-        func.substr(postings.c.account_id, len(WALLET_PREFIX) + 1), entry_status()
-    )
-    now = case((_dated(engine_name, sources), _item(layout, engine_name, sources)))
-    return (
-        select(postings.c.id)
-        .select_from(entries_from())
-        .where(
-            postings.c.item_layout == literal(layout_fingerprint(layout), BigInteger),
-            postings.c.item.is_distinct_from(now),
-        )
-        .order_by(postings.c.id)
-    )
+def postgresql_written_item(
+    layout: ItemLayout, dialect: Dialect, journal: Mapping[str, str]
+) -> str:
+    """PostgreSQL: the SQL of a new posting's item in the journal statement
+    (``journal/postgresql.py``), or NULL where it is rendered when read (``written.py`` says
+    which). It reads the row being inserted (``v.account_id``, ``v.amount``, ``v.after``)
+    and the journal's parameters, ``journal`` by column (``$2::text`` for its kind ...).
+    Compiled for ``dialect`` with its constants inline."""
+    return _postgresql_written_item(layout, dialect, tuple(journal.items()))
 
 
 @functools.cache
-def postgresql_written_item(layout: ItemLayout, dialect: Dialect) -> str:
-    """PostgreSQL: the SQL of a new posting's item in ``pg_journal``'s statement, or NULL where
-    it is rendered when read (history_items.py says which). It reads the row being inserted
-    (``v.account_id``, ``v.amount``, ``v.after``) and the journal's parameters ($2 kind,
-    $3 reference, $4 remarks, $5 created_at). Compiled for ``dialect`` with its constants
-    inline."""
+def _postgresql_written_item(
+    layout: ItemLayout, dialect: Dialect, journal_items: tuple[tuple[str, str], ...]
+) -> str:
+    journal = dict(journal_items)
     account = literal_column("v.account_id", Text)
     amount = literal_column("v.amount", Money)
     after = literal_column("v.after", Money)
-    kind = literal_column("$2::text", Text)
+    kind = literal_column(journal["kind"], Text)
     sources = Sources(
         kind=kind,
-        reference=literal_column("$3::text", Text),
+        reference=literal_column(journal["reference"], Text),
         status=_text(EntryStatus.SUCCESS.value),
         user_id=func.substr(account, len(WALLET_PREFIX) + 1),
         amount=amount,
-        remarks=literal_column("$4::text", Text),
+        remarks=literal_column(journal["remarks"], Text),
         balance_before=after - amount,
         balance_after=after,
-        created_at=literal_column("$5::timestamp"),
+        created_at=literal_column(journal["created_at"]),
     )
     renders = and_(
         after.is_not(None),

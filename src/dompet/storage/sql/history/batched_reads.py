@@ -4,7 +4,7 @@ On PostgreSQL a history page cost the API process some 75 us of CPU besides the 
 most of it the round trip: the gate, a pool checkout and check-in, asyncpg's send, wake-up
 and rows for one statement. Under load dozens of pages are wanted at the same moment, so a
 few can share all of that, as group commit shares a COMMIT: the pages asked for while others
-are in flight go together as one statement (``rendered_history.rendered_pages``), and each
+are in flight go together as one statement (``rendered.rendered_pages``), and each
 caller gets its own answer. With nothing in flight a read goes at once, alone.
 docs/read-path.md has the figures.
 """
