@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dompet.api.presenters import history_layout
 from dompet.config import Settings
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.transfers import RetryPolicy
 from dompet.security.kept_secrets import ServerSecrets, server_secrets
 from dompet.security.pins import Argon2PinHasher
@@ -27,6 +30,27 @@ from dompet.storage.sql.engine import SqlSettings
 from dompet.worker.inprocess import SettlementWorker, WakeDispatcher, WorkerConfig, worker_name
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+START_PATIENCE_SECONDS = 60.0
+"""How long a process starting while its database is unavailable (a restart, a failover, a
+compose stack coming up in any order) keeps trying before it gives up and exits."""
+
+
+async def _patiently(start: Callable[[], Awaitable[T]], what: str) -> T:
+    """``start()``, tried again while the database is unavailable, for up to
+    START_PATIENCE_SECONDS: a worker started during an outage waits for the database instead
+    of dying (tests/reliability/test_fault_postgres.py)."""
+    deadline = time.monotonic() + START_PATIENCE_SECONDS
+    while True:
+        try:
+            return await start()
+        except StoreUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for the database to read %s: %s", what, exc.message)
+            await asyncio.sleep(exc.retry_after_seconds)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -141,7 +165,7 @@ class Container:
             settings.db_retry_after_seconds,
         )
         try:
-            secrets = await server_secrets(settings, store)
+            secrets = await _patiently(lambda: server_secrets(settings, store), "its secrets")
         except BaseException:
             if opened:
                 await store.close()

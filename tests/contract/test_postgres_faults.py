@@ -17,7 +17,7 @@ from dompet.domain.errors import StoreUnavailable
 from dompet.domain.ledger import wallet_account
 from dompet.storage import faults, migrate, open_store
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.engine import create_engines
+from dompet.storage.sql.engine import SqlSettings, create_engines
 from tests.contract.helpers import new_user, pay, top_up
 
 LIMITS = faults.StoreLimits(
@@ -27,14 +27,15 @@ LIMITS = faults.StoreLimits(
 
 @pytest.fixture
 async def guarded_store(
-    postgres_db_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    postgres_db_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[LedgerStore]:
     """A store as a serving process opens it: 4 connections, ``LIMITS`` (or the limits the
     test names with ``@pytest.mark.parametrize("limits", ..., indirect=True)``)."""
-    monkeypatch.setenv("PG_POOL_SIZE", "4")
     limits = getattr(request, "param", LIMITS)
     await migrate(postgres_db_url)
-    store = faults.guarded(await open_store(postgres_db_url, limits=limits))
+    store = faults.guarded(
+        await open_store(postgres_db_url, sql_settings=SqlSettings(pg_pool_size=4), limits=limits)
+    )
     try:
         yield store
     finally:
@@ -72,7 +73,7 @@ async def test_connections_the_server_dropped_are_replaced_not_failed(
 
 
 async def test_a_statement_past_the_timeout_is_cut_short(postgres_db_url: str) -> None:
-    writer, reader = create_engines(postgres_db_url, LIMITS)
+    writer, reader = create_engines(postgres_db_url, limits=LIMITS)
     try:
         async with reader.connect() as conn:
             setting = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()

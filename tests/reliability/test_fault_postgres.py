@@ -111,3 +111,26 @@ async def test_postgres_restarted_under_saq_workers(
             print(await verify_afterwards(run, api, url, users, ops))
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_a_worker_started_while_the_database_is_down_waits_for_it(tmp_path: Path) -> None:
+    """A `dompet worker` started during an outage (a restart, a compose stack coming up in any
+    order) waits for the database (container.START_PATIENCE_SECONDS) instead of dying on its
+    first read, and settles once the database is back."""
+    server, url = await _durable_server(tmp_path)
+    try:
+        await asyncio.to_thread(server.halt)
+        worker = Process(["worker", "--queue", "db"], fault_env(url), tmp_path / "worker.log")
+        worker.start()
+        with running(worker):
+            await asyncio.sleep(OUTAGE)
+            assert worker.alive, worker.log_tail()
+            await asyncio.to_thread(server.start_again)
+            await wait_for(
+                lambda: "settlement worker" in worker.log_tail(), RECOVERY + 5, "the worker started"
+            )
+            assert worker.alive, worker.log_tail()
+    finally:
+        await asyncio.to_thread(server.stop)

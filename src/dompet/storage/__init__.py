@@ -54,9 +54,7 @@ async def open_store(
     from dompet.storage.sql.engine import SqlSettings
     from dompet.storage.sql.store import SqlStore
 
-    return await SqlStore.open(
-        database_url, history_layout, sql_settings or SqlSettings(), limits
-    )
+    return await SqlStore.open(database_url, history_layout, sql_settings or SqlSettings(), limits)
 
 
 def mongodb_with_timeouts(database_url: str, seconds: float) -> str:
