@@ -48,6 +48,18 @@ def test_chromium_path_is_executable_or_none() -> None:
 
 
 @pytest.mark.postgres
+async def test_the_durable_postgres_syncs_its_commits(
+    durable_postgres_server: PostgresServer,
+) -> None:
+    conn = await asyncpg.connect(durable_postgres_server.url(driver=None))
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            assert await conn.fetchval(f"SHOW {setting}") == "on", setting
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
 async def test_postgres_create_connect_drop(postgres_server: PostgresServer) -> None:
     url = postgres_server.create_database("support_check")
     assert url == f"postgresql+asyncpg://postgres@127.0.0.1:{postgres_server.port}/support_check"

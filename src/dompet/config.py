@@ -188,6 +188,22 @@ class Settings(BaseSettings):
     idempotency_purge_seconds: float = Field(default=3600.0, gt=0)
     """How often (at most) the background workers delete expired idempotency keys."""
 
+    # -- faults below the service (issue 22) ---------------------------------------------------
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Longest wait to open a database connection (PostgreSQL; MongoDB's server selection)."""
+    db_statement_timeout_seconds: float = Field(default=10.0, ge=0)
+    """Longest a statement may run, server side and client side (PostgreSQL); 0: no limit."""
+    db_wait_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Longest a request waits for a free database connection (PostgreSQL) before a 503."""
+    db_max_waiting: int = Field(default=256, ge=0)
+    """Requests of one process that may wait for a database connection at once (PostgreSQL);
+    one more gets a 503 at once instead of joining an unbounded queue."""
+    db_retry_after_seconds: int = Field(default=1, ge=0)
+    """The Retry-After of a 503 answered because the database is unavailable."""
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    """Longest the API waits for Redis when it enqueues a settlement (the transfer is already
+    committed: past it, the SAQ sweep enqueues it); also Redis's connect timeout."""
+
 
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 

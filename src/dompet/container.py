@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dompet.api.presenters import history_layout
 from dompet.config import Settings
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.transfers import RetryPolicy
 from dompet.security.kept_secrets import ServerSecrets, server_secrets
 from dompet.security.pins import Argon2PinHasher
@@ -21,11 +24,33 @@ from dompet.services.savings import SavingsService
 from dompet.services.settlement import SettlementService
 from dompet.services.wallet import WalletService
 from dompet.storage import open_store
+from dompet.storage.faults import StoreLimits, guarded
 from dompet.storage.port import LedgerStore
 from dompet.storage.sql.engine import SqlSettings
 from dompet.worker.inprocess import SettlementWorker, WakeDispatcher, WorkerConfig, worker_name
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+START_PATIENCE_SECONDS = 60.0
+"""How long a process starting while its database is unavailable (a restart, a failover, a
+compose stack coming up in any order) keeps trying before it gives up and exits."""
+
+
+async def _patiently(start: Callable[[], Awaitable[T]], what: str) -> T:
+    """``start()``, tried again while the database is unavailable, for up to
+    START_PATIENCE_SECONDS: a worker started during an outage waits for the database instead
+    of dying (tests/reliability/test_fault_postgres.py)."""
+    deadline = time.monotonic() + START_PATIENCE_SECONDS
+    while True:
+        try:
+            return await start()
+        except StoreUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("waiting for the database to read %s: %s", what, exc.message)
+            await asyncio.sleep(exc.retry_after_seconds)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -81,15 +106,33 @@ def sql_settings(settings: Settings) -> SqlSettings:
     )
 
 
-async def open_settings_store(settings: Settings) -> LedgerStore:
+def store_limits(settings: Settings) -> StoreLimits:
+    """The DB_* settings: how long a request may wait for the database (storage/faults.py)."""
+    return StoreLimits(
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+        wait_timeout=settings.db_wait_timeout_seconds,
+        max_waiting=settings.db_max_waiting,
+        retry_after=settings.db_retry_after_seconds,
+    )
+
+
+async def open_settings_store(settings: Settings, *, serving: bool = False) -> LedgerStore:
     """The store of ``settings.database_url``, rendering history items in the display zone's
-    layout as it writes them, on the engine settings given; the caller closes it."""
-    return await open_store(
+    layout as it writes them, on the engine settings given; the caller closes it.
+
+    ``serving`` (the API and the workers): the DB_* limits apply, and a database fault is
+    raised as StoreUnavailable. Without (the operator's commands: reconcile, export ...) no
+    statement may be cut short by a timeout meant for requests."""
+    limits = store_limits(settings)
+    store = await open_store(
         settings.database_url,
         history_layout=history_layout(settings.tz),
         mongodb_allow_standalone=settings.mongodb_allow_standalone,
         sql_settings=sql_settings(settings),
+        limits=limits if serving else None,
     )
+    return guarded(store, limits.retry_after) if serving else store
 
 
 @dataclass
@@ -117,9 +160,12 @@ class Container:
         cls, settings: Settings, store: LedgerStore | None = None, clock: Clock = utc_now
     ) -> Container:
         opened = store is None
-        store = store or await open_settings_store(settings)
+        store = guarded(
+            store or await open_settings_store(settings, serving=True),
+            settings.db_retry_after_seconds,
+        )
         try:
-            secrets = await server_secrets(settings, store)
+            secrets = await _patiently(lambda: server_secrets(settings, store), "its secrets")
         except BaseException:
             if opened:
                 await store.close()
@@ -135,9 +181,11 @@ class Container:
         if settings.redis_url:  # scale-out: `dompet worker --queue saq` processes settle
             from dompet.worker.saq import SaqDispatcher, settlement_queue
 
-            saq_queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+            saq_queue = settlement_queue(
+                settings.redis_url, settings.saq_queue_name, settings.redis_timeout_seconds
+            )
             await saq_queue.connect()
-            dispatcher = SaqDispatcher(saq_queue)
+            dispatcher = SaqDispatcher(saq_queue, settings.redis_timeout_seconds)
         wallet = WalletService(
             store,
             pins,
@@ -182,5 +230,9 @@ class Container:
                 await asyncio.wait_for(asyncio.shield(task), timeout=10)
             task.cancel()
         if self.saq_queue is not None:
-            await self.saq_queue.disconnect()
+            try:
+                async with asyncio.timeout(self.settings.redis_timeout_seconds + 1):
+                    await self.saq_queue.disconnect()
+            except Exception as exc:  # Redis gone: nothing of ours is lost with the connection
+                log.warning("could not disconnect from Redis: %s: %s", type(exc).__name__, exc)
         await self.store.close()

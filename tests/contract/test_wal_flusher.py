@@ -22,9 +22,9 @@ import pytest
 
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import payment_journal, topup_journal, wallet_account
-from dompet.storage import migrate, open_store
+from dompet.storage import faults, migrate, open_store
 from dompet.storage.sql.access import group_commit
-from dompet.storage.sql.access.group_commit import GroupCommitWriter, WalFlusher
+from dompet.storage.sql.access.group_commit import DurabilityLost, GroupCommitWriter, WalFlusher
 from dompet.storage.sql.access.sqlite import SqliteAccess
 from dompet.storage.sql.engine import SqlSettings
 from dompet.storage.sql.store import SqlStore
@@ -164,6 +164,11 @@ async def test_a_failed_fsync_fails_its_callers_and_refuses_later_writes(
     with pytest.raises(RuntimeError, match="fsync of the SQLite WAL failed"):
         await store.post_journal(topup_journal(new_id(), user.id, 100, _now()))
     assert flusher.broken is not None
+    with pytest.raises(DurabilityLost):  # /healthz: 503 until the process restarts
+        await store.ping()
+    fault = faults.unavailable(flusher.broken)
+    assert fault is not None
+    assert fault.message == faults.NOT_DURABLE
 
 
 def test_take_over_declines_an_in_memory_database() -> None:

@@ -213,12 +213,40 @@ def request_of(op: Op, users: Sequence[User]) -> tuple[str, dict[str, Any]]:
     }
 
 
-class Driver:
-    """Many clients (one connection pool per user) sending operations concurrently."""
+@dataclass(frozen=True)
+class Answer:
+    """One attempt of one request, as the client saw it."""
 
-    def __init__(self, base_url: str, users: Sequence[User]) -> None:
+    sent: float
+    """``time.monotonic()`` when it was sent."""
+    took: float
+    """Seconds until its answer (or its transport error)."""
+    path: str
+    status: int | None
+    """None: no answer at all (the connection was dropped, refused or timed out)."""
+    body: Any
+    retry_after: str | None = None
+
+    @property
+    def answered(self) -> float:
+        return self.sent + self.took
+
+
+class Driver:
+    """Many clients (one connection pool per user) sending operations concurrently.
+
+    Every attempt is logged in ``answers``. With ``retry_unavailable`` a 503 is retried with
+    the same Idempotency-Key after its ``Retry-After`` (at most a second), as a careful
+    client retries an outage; without, a 503 is unexpected.
+    """
+
+    def __init__(
+        self, base_url: str, users: Sequence[User], *, retry_unavailable: bool = False
+    ) -> None:
         self.base_url = base_url
         self.users = list(users)
+        self.retry_unavailable = retry_unavailable
+        self.answers: list[Answer] = []
         self.clients = [
             httpx.AsyncClient(
                 base_url=base_url,
@@ -246,21 +274,32 @@ class Driver:
             if op.tries > MAX_TRIES:
                 self.unexpected.append(f"{op.kind} {op.key}: no answer after {MAX_TRIES} tries")
                 return
+            sent = time.monotonic()
             try:
                 response = await self.clients[op.user].post(
                     path, json=body, headers={"Idempotency-Key": op.key}
                 )
             except httpx.TransportError as exc:
+                self.answers.append(Answer(sent, time.monotonic() - sent, path, None, repr(exc)))
                 if not retry_until_answered:
                     self.unexpected.append(f"{op.kind}: {type(exc).__name__} {exc}")
                     return
                 await asyncio.sleep(0.05)  # the server is down: wait for its restart
                 continue
+            payload = response.json()
+            retry_after = response.headers.get("retry-after")
+            self.answers.append(
+                Answer(
+                    sent, time.monotonic() - sent, path, response.status_code, payload, retry_after
+                )
+            )
             if response.status_code == 409 and retry_until_answered:
                 await asyncio.sleep(0.1)  # a crashed attempt still holds the key: retry
                 continue
+            if response.status_code == 503 and self.retry_unavailable:
+                await asyncio.sleep(min(float(retry_after or 1), 1.0))
+                continue
             op.status = response.status_code
-            payload = response.json()
             if response.status_code == 200:
                 op.result = payload["result"]
             elif payload != {"message": "Balance is not enough"}:

@@ -3,7 +3,8 @@
 Clients retry with their Idempotency-Key until they get an answer, as a careful client would.
 Afterwards every request answered 2xx is in the ledger exactly once, nothing else moved money,
 every PENDING transfer settles exactly once (the restarted worker picks up what the killed one
-held), and ``dompet reconcile`` exits 0. On every engine.
+held), and ``dompet reconcile`` exits 0. On every engine; on PostgreSQL against a server with
+fsync and synchronous commits on (what a durable deployment runs), not the suite's fast one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ OPERATIONS = 5000  # an upper bound: the storm stops soon after the last kill
 MIN_SENT = 100
 OPENING = 200_000
 KILLS = 5
+
+
+@pytest.fixture
+def postgres_db_url(durable_postgres_db_url: str) -> str:
+    """PostgreSQL here is the durable cluster (fsync on), not the suite's fast one."""
+    return durable_postgres_db_url
 
 
 @pytest.mark.slow

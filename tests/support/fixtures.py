@@ -4,6 +4,8 @@ Register from tests/conftest.py with ``pytest_plugins = ["tests.support.fixtures
 
 * ``postgres_server`` (session): a private PostgreSQL cluster (:class:`PostgresServer`).
 * ``postgres_db_url`` (function): a fresh, empty database on it; dropped afterwards.
+* ``durable_postgres_server`` (session): another cluster, with fsync and synchronous commits
+  on (the crash tests' server: see docs/reliability.md); ``durable_postgres_db_url`` as above.
 * ``redis_server`` (session): a private redis-server (:class:`RedisServer`).
 * ``mongo_server`` (session): a real replica set from ``MONGODB_TEST_URL`` (:class:`ExternalMongo`)
   or else the nx-27017 wire-protocol server started here (:class:`MongoWireServer`).
@@ -56,6 +58,31 @@ def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def durable_postgres_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer.start(tmp_path_factory.mktemp("postgres-durable"), durable=True)
+    except ServerUnavailable as exc:
+        require_or_skip(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_postgres_db_url(durable_postgres_server: PostgresServer) -> Iterator[str]:
+    """A new empty database on the durable cluster, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = durable_postgres_server.create_database(name)
+    try:
+        yield url
+    finally:
+        durable_postgres_server.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,10 @@
 
 Each server runs on 127.0.0.1 only, on a free port, with its data in a private
 temporary directory that is removed by ``stop()``.  Servers are tuned for speed
-(no fsync, no persistence), never for durability.
+(no fsync, no persistence), except ``PostgresServer.start(..., durable=True)``: the
+default durability settings (fsync, synchronous_commit, full_page_writes on), for the
+crash and fault tests.  The fault tests also kill and restart servers (``crash()``,
+``halt()``, ``start_again()``): the data directory and the port stay the same.
 
 Missing binaries raise :class:`ServerUnavailable`; pass it to
 :func:`require_or_skip`, which skips the test -- or fails it when
@@ -234,25 +237,49 @@ def _pg_execute(port: int, sql: str | None, user: str, dbname: str, timeout: flo
         pool.submit(asyncio.run, run()).result()
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group ``pgid`` still runs (a server's, started in a session of
+    its own: backends of a postmaster killed alone stay in its group until they exit)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class PostgresServer(_ManagedServer):
     """A private PostgreSQL cluster: ``PostgresServer.start(tmpdir)`` ... ``.stop()``."""
 
     superuser = "postgres"
 
-    def __init__(self, bin_dir: Path, base_dir: Path, port: int) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        base_dir: Path,
+        port: int,
+        durable: bool = False,
+        run_as: pwd.struct_passwd | None = None,
+    ) -> None:
         self.bin_dir = bin_dir
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.log_path = base_dir / "postgres.log"
         self.port = port
         self.host = HOST
+        self.durable = durable
+        self.run_as = run_as
+        self._killed_group: int | None = None
         self.proc = None
         self._log_file = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    def start(cls, tmpdir: str | os.PathLike[str]) -> PostgresServer:
+    def start(cls, tmpdir: str | os.PathLike[str], *, durable: bool = False) -> PostgresServer:
+        """A new cluster; ``durable``: with fsync, synchronous commits and full-page writes
+        (PostgreSQL's defaults) instead of the fast, crash-unsafe settings."""
         bin_dir = _find_postgres_bin()
         as_root = os.geteuid() == 0
         run_as = _postgres_os_user() if as_root else None
@@ -264,7 +291,7 @@ class PostgresServer(_ManagedServer):
         )
         last_error: ServerStartError | None = None
         for _ in range(_PORT_ATTEMPTS):
-            server = cls(bin_dir, base_dir, find_free_port())
+            server = cls(bin_dir, base_dir, find_free_port(), durable, run_as)
             try:
                 if not server.data_dir.exists():
                     server._initdb(run_as)
@@ -302,7 +329,7 @@ class PostgresServer(_ManagedServer):
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
-            "--no-sync",
+            *([] if self.durable else ["--no-sync"]),
         ]
         result = subprocess.run(
             cmd,
@@ -341,12 +368,18 @@ class PostgresServer(_ManagedServer):
             str(self.base_dir),
             "-c",
             f"listen_addresses={HOST}",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
+            *(
+                ["-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on"]
+                if self.durable
+                else [
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ]
+            ),
             "-c",
             "max_connections=200",
             "-c",
@@ -401,6 +434,49 @@ class PostgresServer(_ManagedServer):
             _terminate(self.proc, signal.SIGINT, STOP_TIMEOUT)
             self.proc = None
         self._cleanup()
+
+    # -- faults (the files and the port are kept) --------------------------------------
+
+    def crash(self, *, postmaster_only: bool = False) -> None:
+        """SIGKILL: the whole server (postmaster and backends, as the OOM killer or a machine
+        that stops would), or only the postmaster (its backends then notice and exit by
+        themselves, as after a ``kill -9`` of the postmaster's pid)."""
+        assert self.proc is not None
+        self._killed_group = self.proc.pid
+        if postmaster_only:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        else:
+            _terminate(self.proc, signal.SIGKILL, 0)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def halt(self) -> None:
+        """A fast shutdown (SIGINT: sessions are ended, the server stops cleanly)."""
+        assert self.proc is not None
+        _terminate(self.proc, signal.SIGINT, STOP_TIMEOUT)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def start_again(self) -> None:
+        """Start the same cluster on the same port (crash recovery runs after ``crash``).
+
+        Backends of a postmaster killed alone may linger a moment; PostgreSQL refuses to
+        start while they hold its shared memory, so they are waited for (then killed)."""
+        assert self.proc is None
+        group, self._killed_group = self._killed_group, None
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while group is not None and _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if group is not None and _group_alive(group):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+            time.sleep(0.2)
+        self._launch(self.run_as)
 
     # -- databases ---------------------------------------------------------------------
 
@@ -533,6 +609,25 @@ class RedisServer(_ManagedServer):
             _terminate(self.proc, signal.SIGTERM, STOP_TIMEOUT)
             self.proc = None
         self._cleanup()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (the kernel still accepts connections; nothing answers)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def crash(self) -> None:
+        """SIGKILL (a paused server too): every key is gone (no persistence)."""
+        assert self.proc is not None
+        _terminate(self.proc, signal.SIGKILL, 0)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def start_again(self) -> None:
+        """A new, empty server on the same port."""
+        assert self.proc is None
+        self._launch()
 
 
 # --------------------------------------------------------------------------- MongoDB

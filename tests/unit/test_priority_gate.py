@@ -1,4 +1,5 @@
-"""The PostgreSQL pool's gate: bounded, FIFO, urgent waiters first, cancel-safe."""
+"""The PostgreSQL pool's gate: bounded, FIFO, urgent waiters first, cancel-safe, and a bounded
+wait (how many may wait, for how long)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from dompet.storage.sql.access.priority import PriorityGate
+from dompet.storage.sql.access.priority import GateFull, GateTimeout, PriorityGate
 
 
 async def test_urgent_waiters_go_first_and_each_class_is_fifo() -> None:
@@ -78,3 +79,55 @@ async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
     entered = asyncio.create_task(enter())
     await asyncio.sleep(0)
     assert entered.done()  # the slot is free again, not lost to the cancelled waiter
+
+
+async def test_beyond_max_waiting_an_ordinary_caller_is_refused_at_once() -> None:
+    gate = PriorityGate(1, max_waiting=2)
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    async def caller(urgent: bool = False) -> None:
+        async with gate.slot(urgent):
+            pass
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(caller()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert gate.waiting == 2
+    with pytest.raises(GateFull):
+        await caller()  # refused without waiting: the queue in memory stays bounded
+    settling = asyncio.create_task(caller(urgent=True))  # settlement is never refused for room
+    await asyncio.sleep(0)
+    assert gate.waiting == 3
+    release.set()
+    await asyncio.gather(first, *waiting, settling)
+    assert gate.waiting == 0
+
+
+async def test_a_waiter_gives_up_after_the_wait_timeout_and_leaves_no_trace() -> None:
+    gate = PriorityGate(1, max_waiting=1, wait_timeout=0.05)
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(GateTimeout):
+        async with gate.slot():
+            pass
+    assert 0.04 <= asyncio.get_running_loop().time() - started < 1.0
+    assert gate.waiting == 0  # removed from the queue: the next caller has room
+    with pytest.raises(GateTimeout):
+        async with gate.slot(urgent=True):
+            pass
+    release.set()
+    await first
+    async with gate.slot():  # the one slot came back
+        assert gate.waiting == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from dompet.api.routing import include_flat
 from dompet.config import Settings
 from dompet.container import Container
 from dompet.dashboard import routes as dashboard
+from dompet.domain.errors import StoreUnavailable
 from dompet.observability.edge import RequestObserver
 from dompet.observability.logging import configure_logging, flush_logs
 from dompet.observability.metrics import Metrics
@@ -35,7 +37,8 @@ Dompet serves two APIs over one double-entry ledger:
   `{"remark": ...}`.
 
 Money is a whole number of Rupiah (a JSON integer). Money-moving POSTs accept an
-`Idempotency-Key` header.
+`Idempotency-Key` header. When the database is unavailable, both APIs answer 503 in their own
+error shape with `Retry-After`: retry then, with the same key.
 """
 
 
@@ -78,7 +81,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                 "name": "Tabungan",
                 "description": (
                     "Savings accounts by no_rekening (SPEC.md section 2). Success: the bare "
-                    'object; every error, validation included: HTTP 400 `{"remark": ...}`.'
+                    'object; every error, validation included: HTTP 400 `{"remark": ...}`, '
+                    "except an unavailable database: 503 (retry it)."
                 ),
             },
             {"name": "Operations", "description": "Health and metrics"},
@@ -100,11 +104,25 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     @app.get("/healthz", tags=["Operations"], summary="Up, and the database answers")
     async def healthz() -> Response:
+        """503 ``{"database": "unreachable"}`` when the database does not answer within
+        DB_CONNECT_TIMEOUT_SECONDS: a probe never hangs on it."""
         built: Container = app.state.container
+        limit = built.settings.db_connect_timeout_seconds
         try:
-            await built.store.ping()
-        except Exception:
-            return json_response({"status": "unavailable", "database": "down"}, 503)
+            async with asyncio.timeout(limit):
+                await built.store.ping()
+        except Exception as exc:
+            reason = (
+                exc.message
+                if isinstance(exc, StoreUnavailable)
+                else f"The database did not answer within {limit:g} s."
+                if isinstance(exc, TimeoutError)
+                else f"The database did not answer ({type(exc).__name__})."
+            )
+            body = {"status": "unavailable", "database": "unreachable", "reason": reason}
+            return json_response(
+                body, 503, {"Retry-After": str(built.settings.db_retry_after_seconds)}
+            )
         return json_response({"status": "ok", "database": built.store.engine_name})
 
     @app.get(

@@ -25,6 +25,7 @@ _WALLET_STATUS: dict[type[e.DomainError], int] = {
     e.IdempotencyConflict: 409,
     e.TooManyAttempts: 429,
     e.ServerBusy: 503,
+    e.StoreUnavailable: 503,
     # operators and the dashboard (issue 4)
     e.CsrfRejected: 403,
     e.OperatorTaken: 409,
@@ -36,18 +37,28 @@ class BadRequest(e.DomainError):
     """A request the HTTP layer itself refuses (bad header, malformed body ...)."""
 
 
+UNAVAILABLE = 503
+"""The database is unavailable (StoreUnavailable): the one status both APIs share, see below."""
+
+
 def error_response(
     shape: ErrorShape, status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
+    """The API's error shape. The savings API answers every error 400 ``{"remark"}`` (SPEC),
+    except a 503: an unavailable database is not the client's error, and a client that reads
+    400 as "this request is wrong, do not send it again" would drop a deposit it should retry
+    (docs/savings.md)."""
     if shape is ErrorShape.SAVINGS:
-        return json_response({"remark": message}, 400, headers)
+        return json_response(
+            {"remark": message}, UNAVAILABLE if status == UNAVAILABLE else 400, headers
+        )
     return json_response({"message": message}, status, headers)
 
 
 def domain_error_response(shape: ErrorShape, exc: e.DomainError) -> Response:
     status = next((code for kind, code in _WALLET_STATUS.items() if isinstance(exc, kind)), 400)
     headers = None
-    if isinstance(exc, e.TooManyAttempts | e.ServerBusy):
+    if isinstance(exc, e.TooManyAttempts | e.ServerBusy | e.StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     return error_response(shape, status, exc.message, headers)
 

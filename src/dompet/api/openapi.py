@@ -8,7 +8,8 @@ answers validation errors with 400 in the API's own shape (api/errors.py). This 
 * documents 413 on every e-wallet operation with a request body (api/limits.py; savings
   routes answer an oversized body with their usual 400 ``{"remark"}``);
 * documents the ``Idempotency-Key`` header of every money-moving POST;
-* documents 503 on /healthz;
+* documents 503 on /healthz, and on every route of both APIs: the database is unavailable
+  (storage/faults.py), in the API's error shape with ``Retry-After``;
 * lists the paths in the specification's order (SPEC.md), whatever order routing tries them
   in (api/wallet.py puts the money routes first);
 * declares the bearer security scheme of the routes that take a caller (api/deps.py reads the
@@ -22,6 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+
+UNAVAILABLE = (
+    "The database is unavailable (down, unreachable, too slow or too busy, or its disk full): "
+    "not the request's fault. Retry after the `Retry-After` seconds; a money-moving request "
+    "with the same `Idempotency-Key` (its outcome is unknown: the retry replays it if it was "
+    "made, and makes it once if not)."
+)
 
 BEARER_SCHEME = "HTTPBearer"
 BEARER: dict[str, Any] = {"security": [{BEARER_SCHEME: []}]}
@@ -113,6 +121,8 @@ def make_honest(schema: dict[str, Any]) -> dict[str, Any]:
                     parameters.append(dict(IDEMPOTENCY_HEADER))
             if path == "/healthz":
                 responses.setdefault("503", {"description": "The database does not answer"})
+            elif {"E-wallet", "Tabungan"} & set(operation.get("tags", ())):
+                responses.setdefault("503", _error(UNAVAILABLE, savings))
     return schema
 
 

@@ -11,6 +11,21 @@ class DomainError(Exception):
         self.message = message
 
 
+class StoreUnavailable(DomainError):
+    """The database cannot serve the request now: down, unreachable, too slow, too busy, or its
+    disk is full. Not the caller's error (the API answers 503 with ``Retry-After``). A write
+    that failed so may or may not have been made: retry it with the same Idempotency-Key."""
+
+    def __init__(
+        self, message: str, retry_after_seconds: int = 1, overloaded: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+        self.overloaded = overloaded
+        """The database is there but slow or saturated (a timeout, too many waiting): do not
+        add work for it (a clean-up can wait for the retry)."""
+
+
 class InvalidInput(DomainError):
     """A value breaks a rule of the domain (wrong amount, bad phone number ...)."""
 

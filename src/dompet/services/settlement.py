@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dompet.domain.errors import DomainError
+from dompet.domain.errors import DomainError, StoreUnavailable
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import refund_journal, settlement_journal
 from dompet.domain.transfers import RetryPolicy, Transfer, TransferStatus
@@ -73,6 +73,11 @@ class SettlementService:
             return SettlementResult(transfer.id, Outcome.ALREADY_FINAL)
         try:
             done = await self._credit(transfer)
+        except StoreUnavailable:
+            # The database's failure, not the transfer's: no attempt is spent (an outage must
+            # not exhaust the retries and refund a transfer that can be credited). It stays
+            # PENDING: the claim's lease or the SAQ sweep brings it back.
+            raise
         except DomainError as exc:
             return await self._failed_attempt(transfer, exc.message)
         except Exception as exc:

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.monitoring import WorkerHeartbeat
 from dompet.services.ports import Clock
 from dompet.services.settlement import Outcome
@@ -103,5 +104,7 @@ class Heartbeat:
             )
             self._last = now
             self._recorded = counts
+        except StoreUnavailable as exc:
+            log.warning("could not record the heartbeat of %s: %s", self.worker_id, exc.message)
         except Exception:
             log.exception("could not record the heartbeat of %s", self.worker_id)

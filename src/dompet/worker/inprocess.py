@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.transfers import Transfer
 from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
@@ -157,6 +158,8 @@ class SettlementWorker:
                 self._wake.clear()
                 try:
                     results = await self.run_once()
+                except StoreUnavailable:  # logged by the store's guard; retried next sweep
+                    results = []
                 except Exception:
                     log.exception("settlement sweep failed; retrying after the sweep interval")
                     results = []

@@ -25,6 +25,7 @@ from typing import Any
 
 from saq import Job, Queue, Worker
 
+from dompet.domain.errors import StoreUnavailable
 from dompet.domain.transfers import Transfer
 from dompet.services.idempotency_purge import PeriodicPurge
 from dompet.services.ports import Clock
@@ -44,9 +45,31 @@ def job_key(transfer_id: str, attempt: int, round_: str = "") -> str:
     return f"{key}:{round_}" if round_ else key
 
 
-def settlement_queue(redis_url: str, name: str) -> Queue:
-    """A SAQ queue on Redis (the client connects lazily)."""
-    return Queue.from_url(redis_url, name=name)
+DEQUEUE_TIMEOUT_SECONDS = 1.0
+"""How long an idle worker loop blocks on Redis for a job (it notices a stop within that)."""
+
+
+def settlement_queue(redis_url: str, name: str, timeout: float = 1.0) -> Queue:
+    """A SAQ queue on Redis (the client connects lazily) whose waits are bounded.
+
+    redis-py's default retries a failed command three times with up to 2, 4 and 8 s of
+    back-off: an API enqueueing into a dead Redis waited seconds per transfer. Here a connect
+    gives up after ``timeout`` seconds, a reply is awaited at most ``timeout`` plus the
+    worker's blocking dequeue, and a command is retried twice, 0.2 and 0.4 s apart (which
+    also paces a worker's dequeue loop while Redis is down: SAQ retries it at once).
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from saq.queue.redis import RedisQueue
+
+    client: Redis = Redis.from_url(
+        redis_url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout + DEQUEUE_TIMEOUT_SECONDS + 1.0,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=2),
+    )
+    return RedisQueue(client, name=name)
 
 
 async def enqueue_settlement(
@@ -88,10 +111,20 @@ class GracefulWorker(Worker[Any]):
 
 
 class SaqDispatcher:
-    """TransferDispatcher of the API process when REDIS_URL is set."""
+    """TransferDispatcher of the API process when REDIS_URL is set.
 
-    def __init__(self, queue: Queue) -> None:
+    An enqueue happens after the transfer's commit: the transfer is accepted whatever Redis
+    does. So it waits for Redis at most ``timeout`` seconds, a failure is logged and left to
+    the sweep, and after a failure enqueues are skipped for ``timeout`` seconds (the sweep
+    takes those too), so that while Redis is down a transfer is answered as fast as ever.
+    """
+
+    def __init__(self, queue: Queue, timeout: float = 1.0) -> None:
         self.queue = queue
+        self.timeout = timeout
+        self._skip_until = 0.0
+        self.skipped = 0
+        """Enqueues skipped because Redis failed just before (left to the sweep)."""
 
     async def transfer_accepted(self, transfer: Transfer) -> None:
         await self._enqueue(transfer.id, 0)
@@ -101,10 +134,23 @@ class SaqDispatcher:
         await self._enqueue(transfer_id, attempt)
 
     async def _enqueue(self, transfer_id: str, attempt: int) -> None:
+        clock = asyncio.get_running_loop().time
+        if clock() < self._skip_until:
+            self.skipped += 1
+            return
         try:
-            await enqueue_settlement(self.queue, transfer_id, attempt)
-        except Exception:  # the transfer is committed: the sweep will enqueue it
-            log.exception("could not enqueue the settlement of %s", transfer_id)
+            async with asyncio.timeout(self.timeout):
+                await enqueue_settlement(self.queue, transfer_id, attempt)
+        except Exception as exc:  # the transfer is committed: the sweep will enqueue it
+            self._skip_until = clock() + self.timeout
+            log.warning(
+                "could not enqueue the settlement of %s (%s: %s); the SAQ sweep will, and "
+                "enqueues are skipped for %g s",
+                transfer_id,
+                type(exc).__name__,
+                exc,
+                self.timeout,
+            )
 
     async def queue_depth(self) -> dict[str, int]:
         return {
@@ -177,7 +223,9 @@ async def run_saq_worker(
     settings = container.settings
     queue = container.saq_queue
     if queue is None:
-        queue = settlement_queue(settings.redis_url, settings.saq_queue_name)
+        queue = settlement_queue(
+            settings.redis_url, settings.saq_queue_name, settings.redis_timeout_seconds
+        )
         await queue.connect()
         container.saq_queue = queue  # disconnected by container.aclose()
     runner = SaqSettlement(
@@ -211,7 +259,7 @@ async def run_saq_worker(
         id=worker_id,
         concurrency=concurrency,
         grace=30.0,  # for the jobs in flight when asked to stop
-        dequeue_timeout=1.0,  # idle loops notice a stop within a second
+        dequeue_timeout=DEQUEUE_TIMEOUT_SECONDS,  # idle loops notice a stop within it
     )
     stopping = asyncio.Event()
     purge = PeriodicPurge(container.store, container.clock, settings.idempotency_purge_seconds)
@@ -226,6 +274,8 @@ async def run_saq_worker(
                 last_sweep = clock()
                 try:
                     await runner.sweep()
+                except StoreUnavailable as exc:
+                    log.warning("SAQ sweep failed: %s", exc.message)
                 except Exception:
                     log.exception("SAQ sweep failed")
             await purge.run_if_due(lambda: not stopping.is_set())  # logs its own failures

@@ -17,8 +17,11 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from dompet.storage import faults
 
 PG_POOL_SIZE = 20
 """Default connections per process on PostgreSQL (setting PG_POOL_SIZE)."""
@@ -319,21 +322,26 @@ def _sqlite_engine(database_url: str, settings: SqlSettings, *, writer: bool) ->
 
 
 def create_engines(
-    database_url: str, settings: SqlSettings = SqlSettings()
+    database_url: str,
+    settings: SqlSettings = SqlSettings(),
+    limits: faults.StoreLimits | None = None,
 ) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader) engines; on PostgreSQL both share one pool."""
+    """(writer, reader) engines; on PostgreSQL both share one pool. ``limits``: the timeouts
+    of a serving process (None: the drivers' own, for migrations and tools)."""
     if is_sqlite(database_url):
         return (
             _sqlite_engine(database_url, settings, writer=True),
             _sqlite_engine(database_url, settings, writer=False),
         )
-    engine = _postgres_engine(database_url, settings.pg_pool_size)
+    engine = _postgres_engine(database_url, settings.pg_pool_size, limits)
     # Reads run without BEGIN/ROLLBACK (autocommit; one round trip instead of three) on the
     # same pool; a read that needs one snapshot (snapshot, export) opens its own transaction.
     return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def _postgres_engine(database_url: str, pool_size: int) -> AsyncEngine:
+def _postgres_engine(
+    database_url: str, pool_size: int, limits: faults.StoreLimits | None = None
+) -> AsyncEngine:
     """PostgreSQL: a fixed pool, no overflow.
 
     Overflow connections are closed as soon as they are returned, so under a steady load
@@ -344,12 +352,59 @@ def _postgres_engine(database_url: str, pool_size: int) -> AsyncEngine:
     connections at a time keeps using the same few (warm) server processes. First in, first
     out rotated every request through all twenty: on two cores the API then waited 20-40 ms
     for a history batch that PostgreSQL had run in under 8 (BENCHMARKS.md, stop 18).
+
+    With ``limits`` (docs/reliability.md): connecting, each statement (the server's
+    ``statement_timeout``, and asyncpg's ``command_timeout`` for a network that stops
+    answering) and the pool's wait are bounded; see :func:`_recover_by_itself` for how the
+    pool gets over a restarted server.
     """
-    return create_async_engine(
+    connect_args: dict[str, Any] = {}
+    pool_timeout = 120.0
+    if limits is not None:
+        connect_args["timeout"] = limits.connect_timeout
+        pool_timeout = limits.wait_timeout
+        if limits.statement_timeout > 0:
+            connect_args["command_timeout"] = limits.statement_timeout
+            milliseconds = max(1, round(limits.statement_timeout * 1000))
+            connect_args["server_settings"] = {"statement_timeout": str(milliseconds)}
+    engine = create_async_engine(
         async_url(database_url),
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=120,
+        pool_timeout=pool_timeout,
         pool_pre_ping=False,
         pool_use_lifo=True,
+        connect_args=connect_args,
     )
+    _recover_by_itself(engine)
+    return engine
+
+
+def _recover_by_itself(engine: AsyncEngine) -> None:
+    """Let the pool get over a database that went away, without a round trip per checkout.
+
+    * At checkout, a connection whose socket is already closed (the server was killed or
+      restarted: asyncpg saw the connection end) is replaced at once, instead of failing the
+      request that drew it (``pool_pre_ping`` would cost every checkout a round trip).
+    * A statement that failed for a fault (a timeout, a broken connection) invalidates its
+      connection: after a client-side timeout its state is unknown, and a reset (ROLLBACK)
+      on a network that no longer answers would wait out another timeout. A connection
+      error also recycles the rest of the pool (they are likely dead too); a timeout only
+      its own connection.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _closed_at_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and driver.is_closed():
+            raise sa_exc.DisconnectionError("the connection was closed by the server")
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _invalidate_on_fault(context: ExceptionContext) -> None:
+        if context.is_disconnect:
+            return
+        fault = faults.unavailable(context.original_exception)
+        if fault is None or fault.message == faults.BUSY:
+            return
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = fault.message == faults.UNREACHABLE

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import literal, select
-
 from dompet.domain.history import ItemLayout
 from dompet.domain.idempotency import ClaimOutcome, IdempotencyKey
 from dompet.domain.invariants import LedgerSnapshot
@@ -25,6 +23,7 @@ from dompet.domain.savings import Customer
 from dompet.domain.sessions import SessionRecord, ThrottleHit, ThrottleRule
 from dompet.domain.transfers import Transfer, TransferStatus
 from dompet.domain.users import Credentials, ProfileChanges, User
+from dompet.storage.faults import StoreLimits
 from dompet.storage.port import RenderedItems
 from dompet.storage.sql.access import ConnectionAccess
 from dompet.storage.sql.access.postgresql import PostgresAccess
@@ -86,14 +85,16 @@ class SqlStore:
         database_url: str,
         history_layout: ItemLayout | None = None,
         settings: SqlSettings = SqlSettings(),
+        limits: StoreLimits | None = None,
     ) -> SqlStore:
-        """The store of ``database_url``: its engine's two seams, chosen here."""
-        writer, reader = create_engines(database_url, settings)
+        """The store of ``database_url``: its engine's two seams, chosen here. ``limits``: a
+        serving process's timeouts and waiting bound (storage/faults.py)."""
+        writer, reader = create_engines(database_url, settings, limits)
         items = ItemRenderer(history_layout) if history_layout is not None else None
         if is_sqlite(database_url):
             sqlite = SqliteAccess(writer, reader)
             return cls(sqlite, SqliteJournal(sqlite, items), items, batched_pages=False)
-        postgres = PostgresAccess(writer, reader, settings.pg_pool_size)
+        postgres = PostgresAccess(writer, reader, settings.pg_pool_size, limits)
         journal = PostgresJournal(postgres, items, writer.dialect)
         return cls(postgres, journal, items, batched_pages=True)
 
@@ -103,8 +104,7 @@ class SqlStore:
         await self.access.close()
 
     async def ping(self) -> None:
-        async with self.access.read() as conn:
-            await conn.execute(select(literal(1)))
+        await self.access.ping()
 
     # -- wallet users (repos/users.py) -------------------------------------------------------
     async def add_user(self, user: User, pin_hash: str) -> None:

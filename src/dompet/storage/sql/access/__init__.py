@@ -151,6 +151,11 @@ class ConnectionAccess(Protocol):
         """The dialect's ``INSERT`` for ``table``, with ``on_conflict_do_update``."""
         ...
 
+    async def ping(self) -> None:
+        """Raise if the database does not answer, or (SQLite) if writes are refused until a
+        restart (a failed fsync: ``group_commit.DurabilityLost``)."""
+        ...
+
     async def close(self) -> None: ...
 
 

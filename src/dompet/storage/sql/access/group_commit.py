@@ -59,6 +59,12 @@ class PartialWriteError(RuntimeError):
         super().__init__(
             f"a write failed part-way ({type(cause).__name__}); its batch was rolled back"
         )
+        self.cause = cause
+
+
+class DurabilityLost(RuntimeError):
+    """An fsync of the WAL failed: the file's state is unknown, so no write is made any more
+    (until the process restarts; see :class:`WalFlusher`)."""
 
 
 _Turn = asyncio.Future[None] | _Job
@@ -309,6 +315,12 @@ class GroupCommitWriter:
             if not answer.done():
                 answer.set_exception(error)
 
+    def raise_if_broken(self) -> None:
+        """Raise :class:`DurabilityLost` if an fsync failed: every write is refused until the
+        process restarts, so a health check must say so (a supervisor can then restart it)."""
+        if self._wal is not None and self._wal.broken is not None:
+            raise self._wal.broken
+
     def transaction(self, priority: bool = False) -> CallerTransaction:
         """One caller's transaction; ``async with`` it: it has exited once its work is
         durably committed (or rolled back, if the block raised). A ``priority`` caller takes
@@ -466,7 +478,7 @@ class WalFlusher:
         self._in_flight = None
         error = flush.exception() if not flush.cancelled() else RuntimeError("fsync cancelled")
         if error is not None:
-            self.broken = self.broken or RuntimeError(f"fsync of the SQLite WAL failed: {error}")
+            self.broken = self.broken or DurabilityLost(f"fsync of the SQLite WAL failed: {error}")
             failed = batch + self._waiting
             self._waiting = []
             _answer([(answer, None, self.broken) for answer, _, _ in failed])

@@ -20,14 +20,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy import literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from dompet.storage.faults import StoreLimits
 from dompet.storage.sql.access import CompiledSelect, CompiledSelects, Statement, named_row
 from dompet.storage.sql.access.priority import PriorityGate
 
-_BROKEN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
+_BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,  # its protocol is out of step (the server died under it)
+    OSError,
+    TimeoutError,
+)
 """Errors after which a raw connection is not given back to the pool."""
 
 
@@ -48,11 +56,23 @@ class PostgresAccess:
 
     engine_name = "postgresql"
 
-    def __init__(self, writer: AsyncEngine, reader: AsyncEngine, pool_size: int) -> None:
+    def __init__(
+        self,
+        writer: AsyncEngine,
+        reader: AsyncEngine,
+        pool_size: int,
+        limits: StoreLimits | None = None,
+    ) -> None:
+        """``limits``: how many callers may wait at the gate, and for how long (a serving
+        process; None: unbounded, for tools and migrations)."""
         self.writer = writer
         self.reader = reader
         """The writer's pool, in autocommit: a read needs no BEGIN/ROLLBACK round trips."""
-        self.gate = PriorityGate(pool_size)
+        self.gate = PriorityGate(
+            pool_size,
+            max_waiting=limits.max_waiting if limits else None,
+            wait_timeout=limits.wait_timeout if limits else None,
+        )
         self.compiled = CompiledSelects(reader.dialect)
 
     @asynccontextmanager
@@ -114,6 +134,10 @@ class PostgresAccess:
     @staticmethod
     def upsert(table: Any) -> Any:
         return pg_insert(table)
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(select(literal(1)))
 
     async def close(self) -> None:
         await self.writer.dispose()

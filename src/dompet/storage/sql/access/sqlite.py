@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import literal, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -98,6 +99,11 @@ class SqliteAccess:
     @staticmethod
     def upsert(table: Any) -> Any:
         return sqlite_insert(table)
+
+    async def ping(self) -> None:
+        self.group.raise_if_broken()  # writes refused until a restart: not healthy
+        async with self.read() as conn:
+            await conn.execute(select(literal(1)))
 
     async def close(self) -> None:
         if self._hot is not None:
