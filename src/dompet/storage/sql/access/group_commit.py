@@ -62,6 +62,19 @@ class PartialWriteError(RuntimeError):
         self.cause = cause
 
 
+class BatchLost(RuntimeError):
+    """SQLite rolled back the whole shared transaction on a job's error (it does, for one,
+    when the disk fills up while it spills its page cache): every write of the batch is gone,
+    so every caller of it is told."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(
+            f"SQLite rolled back the shared transaction ({type(cause).__name__}: {cause}); "
+            "its batch is lost"
+        )
+        self.cause = cause
+
+
 class DurabilityLost(RuntimeError):
     """An fsync of the WAL failed: the file's state is unknown, so no write is made any more
     (until the process restarts; see :class:`WalFlusher`)."""
@@ -170,6 +183,9 @@ class GroupCommitWriter:
         try:
             value = job.work(raw)
         except Exception as exc:
+            if not raw.in_transaction:  # SQLite ended the batch's transaction itself
+                job.answer.set_exception(exc)
+                return BatchLost(exc)
             if raw.total_changes != changes:  # part of it is in the shared transaction
                 job.answer.set_exception(exc)
                 return PartialWriteError(exc)
@@ -189,6 +205,9 @@ class GroupCommitWriter:
                 value = job.work(raw)
             except Exception as exc:
                 error = exc
+                if not raw.in_transaction:  # SQLite ended the batch's transaction itself
+                    job.answer.set_exception(exc)
+                    return BatchLost(exc)
                 raw.execute("ROLLBACK TO dompet_caller")
             raw.execute("RELEASE dompet_caller")
         except Exception as broken:  # a SAVEPOINT statement itself failed
