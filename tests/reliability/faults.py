@@ -237,8 +237,17 @@ async def storm(
     run.ops_sent = sum(op.tries > 0 for op in ops)
     sent = [op for op in ops if op.tries > 0]
     unanswered = [op for op in sent if op.status not in (200, 400)]
-    assert unanswered == [], f"operations without a final answer: {unanswered[:3]}"
+    assert unanswered == [], _why_unanswered(run, unanswered)
     ops[:] = sent
+
+
+def _why_unanswered(run: FaultRun, unanswered: list[Any]) -> str:
+    """The operations left without a final answer, each with the last answers it got."""
+    lines = [f"{len(unanswered)} operations without a final answer:"]
+    for op in unanswered[:3]:
+        last = [a for a in run.driver.answers if a.key == op.key][-3:]
+        lines.append(f"{op}; its last answers: {last}")
+    return "\n".join(lines)
 
 
 async def _deposit(

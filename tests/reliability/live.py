@@ -226,6 +226,8 @@ class Answer:
     """None: no answer at all (the connection was dropped, refused or timed out)."""
     body: Any
     retry_after: str | None = None
+    key: str = ""
+    """The Idempotency-Key it was sent with."""
 
     @property
     def answered(self) -> float:
@@ -280,7 +282,9 @@ class Driver:
                     path, json=body, headers={"Idempotency-Key": op.key}
                 )
             except httpx.TransportError as exc:
-                self.answers.append(Answer(sent, time.monotonic() - sent, path, None, repr(exc)))
+                self.answers.append(
+                    Answer(sent, time.monotonic() - sent, path, None, repr(exc), key=op.key)
+                )
                 if not retry_until_answered:
                     self.unexpected.append(f"{op.kind}: {type(exc).__name__} {exc}")
                     return
@@ -290,7 +294,13 @@ class Driver:
             retry_after = response.headers.get("retry-after")
             self.answers.append(
                 Answer(
-                    sent, time.monotonic() - sent, path, response.status_code, payload, retry_after
+                    sent,
+                    time.monotonic() - sent,
+                    path,
+                    response.status_code,
+                    payload,
+                    retry_after,
+                    op.key,
                 )
             )
             if response.status_code == 409 and retry_until_answered:
