@@ -1,4 +1,4 @@
-"""SQLite durability through the group writer's WAL flusher (storage/sql/access/group_commit.py).
+"""SQLite durability through the group writer's WAL flusher (storage/sql/access/wal_flusher.py).
 
 With ``SQLITE_SYNCHRONOUS=FULL`` (the default) the shared writer commits without an fsync
 and :class:`WalFlusher` fsyncs the WAL on its own thread; no caller is answered before an
@@ -23,9 +23,10 @@ import pytest
 from dompet.domain.ids import new_id
 from dompet.domain.ledger import payment_journal, topup_journal, wallet_account
 from dompet.storage import faults, migrate, open_store
-from dompet.storage.sql.access import group_commit
-from dompet.storage.sql.access.group_commit import DurabilityLost, GroupCommitWriter, WalFlusher
+from dompet.storage.sql.access import wal_flusher
+from dompet.storage.sql.access.group_commit import GroupCommitWriter
 from dompet.storage.sql.access.sqlite import SqliteAccess
+from dompet.storage.sql.access.wal_flusher import DurabilityLost, WalFlusher
 from dompet.storage.sql.engine import SqlSettings
 from dompet.storage.sql.store import SqlStore
 from tests.contract.helpers import new_user
@@ -131,7 +132,7 @@ async def test_other_settings_leave_the_fsyncs_to_sqlite(tmp_path: Path) -> None
 async def test_the_flusher_checkpoints_the_wal(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(wal_flusher, "CHECKPOINT_EVERY", 0.0)
     user = await new_user(store)
     flusher = writer_of(store)._wal
     assert flusher is not None
@@ -183,3 +184,48 @@ def _assert_pragma(raw: sqlite3.Connection, name: str, want: int) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
+async def test_the_wal_stays_within_its_limit_under_steady_writes(
+    store: SqlStore, bounded: bool
+) -> None:
+    """Passive checkpoints alone never let the WAL start over while writes keep coming; the
+    writer empties it between two transactions once it reaches its limit. (The unbounded
+    case shows the growth the limit stops: it is what the service did before.)"""
+    users = [await new_user(store) for _ in range(8)]
+    flusher = writer_of(store)._wal
+    assert flusher is not None
+    limit = 256 << 10
+    flusher.limit = limit if bounded else 1 << 40
+    wal = Path(flusher.wal_path)
+    largest = 0
+    stop = asyncio.Event()
+
+    async def pay(user_id: str) -> None:
+        while not stop.is_set():
+            await store.post_journal(topup_journal(new_id(), user_id, 1, _now()))
+
+    async def read() -> None:  # a reader always about, as under load
+        while not stop.is_set():
+            await store.balance(wallet_account(users[0].id))
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(pay(u.id)) for u in users] + [asyncio.create_task(read())]
+    started = time.monotonic()
+    while time.monotonic() - started < 3.0:
+        largest = max(largest, _size(wal))
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    if bounded:
+        assert flusher.emptied >= 1
+        # the limit, plus what one fsync's worth of batches adds before the writer sees it
+        assert largest < 4 * limit, largest
+    else:
+        assert largest > 4 * limit, f"the WAL started over by itself: {largest} bytes"
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0

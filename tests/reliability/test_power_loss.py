@@ -44,7 +44,7 @@ from dompet.api.app import create_app
 from dompet.domain.invariants import check
 from dompet.domain.ledger import JournalKind, wallet_account
 from dompet.storage import migrate, open_store
-from dompet.storage.sql.access import group_commit
+from dompet.storage.sql.access import wal_flusher
 from tests.conftest import fast_settings
 from tests.reliability.live import Driver, Op, User, make_users, plan, reconcile_exit_code
 from tests.support.servers import find_free_port
@@ -72,19 +72,20 @@ class DurableWal:
         self._lock = threading.Lock()
 
     def hook(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real = group_commit.WalFlusher._fsync
+        real = wal_flusher.WalFlusher._fsync
         durable = self
 
-        def fsync(flusher: group_commit.WalFlusher) -> None:
+        def fsync(flusher: wal_flusher.WalFlusher) -> None:
             size = os.stat(flusher.wal_path).st_size  # written before the fsync: made durable
             real(flusher)
             with durable._lock:
                 durable.length = max(durable.length, size)
                 durable.fsyncs += 1
 
-        monkeypatch.setattr(group_commit.WalFlusher, "_fsync", fsync)
+        monkeypatch.setattr(wal_flusher.WalFlusher, "_fsync", fsync)
 
-        monkeypatch.setattr(group_commit, "CHECKPOINT_EVERY", float("inf"))
+        monkeypatch.setattr(wal_flusher, "CHECKPOINT_EVERY", float("inf"))
+        monkeypatch.setattr(wal_flusher, "WAL_LIMIT_BYTES", 1 << 62)  # nor is it emptied
 
     def now(self) -> int:
         with self._lock:

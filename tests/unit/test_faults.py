@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from dompet.domain.errors import InsufficientFunds, StoreUnavailable
 from dompet.storage import faults
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.access.group_commit import DurabilityLost, PartialWriteError
+from dompet.storage.sql.access.group_commit import PartialWriteError
 from dompet.storage.sql.access.priority import GateFull, GateTimeout
+from dompet.storage.sql.access.wal_flusher import DurabilityLost
 from tests.support.servers import find_free_port
 
 

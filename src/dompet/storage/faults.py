@@ -26,8 +26,8 @@ from sqlalchemy import exc as sa_exc
 
 from dompet.domain.errors import DomainError, StoreUnavailable
 from dompet.storage.port import LedgerStore
-from dompet.storage.sql.access.group_commit import DurabilityLost
 from dompet.storage.sql.access.priority import GateFull, GateTimeout
+from dompet.storage.sql.access.wal_flusher import DurabilityLost
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ class ConnectionAccess(Protocol):
 
     async def ping(self) -> None:
         """Raise if the database does not answer, or (SQLite) if writes are refused until a
-        restart (a failed fsync: ``group_commit.DurabilityLost``)."""
+        restart (a failed fsync: ``wal_flusher.DurabilityLost``)."""
         ...
 
     async def close(self) -> None: ...

@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dompet.storage.sql.access.wal_flusher import (
+    Answer,
+    WalFlusher,
+    answer_batch,
+)
 
 T = TypeVar("T")
 
@@ -75,16 +79,8 @@ class BatchLost(RuntimeError):
         self.cause = cause
 
 
-class DurabilityLost(RuntimeError):
-    """An fsync of the WAL failed: the file's state is unknown, so no write is made any more
-    (until the process restarts; see :class:`WalFlusher`)."""
-
-
 _Turn = asyncio.Future[None] | _Job
 """A waiting turn: a caller's transaction (the future that hands it the turn) or a job."""
-
-_Answer = tuple[asyncio.Future[Any], Any, BaseException | None]
-"""What a batch owes one caller once its COMMIT is done: the future, a value or an error."""
 
 
 class GroupCommitWriter:
@@ -100,7 +96,7 @@ class GroupCommitWriter:
         self._turns: deque[_Turn] = deque()
         self._first_turns: deque[_Turn] = deque()
         """Turns asked for with ``priority``: served before every other waiting turn."""
-        self._batch: list[_Answer] = []
+        self._batch: list[Answer] = []
         self._drainer: asyncio.Task[None] | None = None
         self._wal: WalFlusher | None = None
         self.commits = 0
@@ -285,6 +281,8 @@ class GroupCommitWriter:
                 fairy = await self._conn.get_raw_connection()
                 fairy.driver_connection.commits_inline = True  # type: ignore[union-attr]
         if not self._conn.in_transaction():
+            if self._wal is not None and self._wal.wal_bytes >= self._wal.limit:
+                await self._wal.empty_wal()  # no write in between: the WAL can start over
             # The cross-process writer lock, then BEGIN IMMEDIATE (engine.py, WriterLock);
             # both are released as soon as COMMIT or ROLLBACK has ended the transaction.
             await self._conn.begin()
@@ -312,13 +310,11 @@ class GroupCommitWriter:
         self.commits += 1
         self.committed += len(batch)
         if self._wal is None:
-            _answer(batch)
+            answer_batch(batch)
         else:
             self._wal.answer_when_durable(batch)
 
-    async def _rollback(
-        self, exc: BaseException | None, batch: list[_Answer] | None = None
-    ) -> None:
+    async def _rollback(self, exc: BaseException | None, batch: list[Answer] | None = None) -> None:
         """Abandon the open transaction (and the connection, if it is broken)."""
         failed = batch if batch is not None else []
         if batch is None:
@@ -415,162 +411,6 @@ class CallerTransaction:
         writer._batch.append((durable, None, None))
         await writer._release()
         await durable  # a cancelled caller's work still commits with its batch
-
-
-def _answer(batch: list[_Answer]) -> None:
-    for answer, value, error in batch:
-        if answer.done():
-            continue
-        if error is None:
-            answer.set_result(value)
-        else:
-            answer.set_exception(error)
-
-
-CHECKPOINT_EVERY = 0.25
-"""Seconds between the flusher's WAL checkpoints while writes go on."""
-
-
-class WalFlusher:
-    """Durability for the shared writer without an fsync inside each COMMIT.
-
-    With ``synchronous=FULL`` SQLite fsyncs the WAL inside every COMMIT, and the writer
-    waits: nothing else can be written meanwhile. Instead the writer's connection commits
-    with ``synchronous=NORMAL`` (no fsync) and this flusher fsyncs the WAL file on its own
-    thread, after the COMMIT, while the writer goes on with the next batch; a batch's
-    callers are answered only once an fsync that began after its COMMIT has returned. One
-    fsync is in flight at a time; batches committed meanwhile share the next one.
-
-    What a power loss keeps is what ``FULL`` keeps: every answered write (the WAL is
-    append-only, so what survives is a prefix of the commits, each complete). The one
-    difference: another connection may read a write up to one fsync before it is durable.
-    An fsync that fails leaves the file's state unknown: every later write is refused.
-    """
-
-    def __init__(self, wal_path: str) -> None:
-        self.wal_path = wal_path
-        self.broken: Exception | None = None
-        self.flushes = 0
-        """How many fsyncs of the WAL were made (for tests and the benchmark)."""
-        self._dir_synced_inode: int | None = None
-        self._waiting: list[_Answer] = []
-        self._in_flight: asyncio.Future[None] | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dompet-wal-fsync")
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="dompet-wal-checkpoint")
-        self._checkpointing: asyncio.Future[None] | None = None
-        self._last_checkpoint = 0.0
-        self._checkpoint_db: sqlite3.Connection | None = None
-        self.checkpoints = 0
-
-    @classmethod
-    def take_over(cls, raw: sqlite3.Connection) -> WalFlusher | None:
-        """Take over the fsyncs of ``raw`` if it commits with ``synchronous=FULL`` to a WAL
-        file; None (SQLite keeps doing them) for any other setting or an in-memory database."""
-        synchronous = raw.execute("PRAGMA synchronous").fetchone()[0]
-        mode = str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        main = [row[2] for row in raw.execute("PRAGMA database_list") if row[1] == "main"]
-        if synchronous != 2 or mode != "wal" or not main or not main[0]:
-            return None
-        cls.configure(raw)
-        return cls(main[0] + "-wal")
-
-    @staticmethod
-    def configure(raw: sqlite3.Connection) -> None:
-        """COMMIT without an fsync, and without a checkpoint (the flusher runs those)."""
-        raw.execute("PRAGMA synchronous=NORMAL")
-        raw.execute("PRAGMA wal_autocheckpoint=0")
-
-    def answer_when_durable(self, batch: list[_Answer]) -> None:
-        """Answer ``batch`` (just committed) once an fsync that starts now has returned."""
-        self._waiting.extend(batch)
-        if self._in_flight is None:
-            self._start()
-
-    def _start(self) -> None:
-        batch, self._waiting = self._waiting, []
-        loop = asyncio.get_running_loop()
-        flush = asyncio.wrap_future(self._thread.submit(self._fsync), loop=loop)
-        self._in_flight = flush
-        flush.add_done_callback(lambda done: self._done(done, batch))
-
-    def _done(self, flush: asyncio.Future[None], batch: list[_Answer]) -> None:
-        self._in_flight = None
-        error = flush.exception() if not flush.cancelled() else RuntimeError("fsync cancelled")
-        if error is not None:
-            self.broken = self.broken or DurabilityLost(f"fsync of the SQLite WAL failed: {error}")
-            failed = batch + self._waiting
-            self._waiting = []
-            _answer([(answer, None, self.broken) for answer, _, _ in failed])
-            return
-        self.flushes += 1
-        _answer(batch)
-        if self._waiting:
-            self._start()
-        self._maybe_checkpoint()
-
-    def _maybe_checkpoint(self) -> None:
-        """Copy the WAL into the database now and then (SQLite would, every 1000 pages, inside
-        a COMMIT), on a thread of its own, so that the WAL does not grow without end."""
-        loop = asyncio.get_running_loop()
-        if (
-            self._checkpointing is not None
-            or loop.time() - self._last_checkpoint < CHECKPOINT_EVERY
-        ):
-            return
-        self._last_checkpoint = loop.time()
-        job = asyncio.wrap_future(self._checkpointer.submit(self._checkpoint), loop=loop)
-        self._checkpointing = job
-        job.add_done_callback(self._checkpointed)
-
-    def _checkpointed(self, job: asyncio.Future[None]) -> None:
-        self._checkpointing = None
-        if not job.cancelled() and job.exception() is None:
-            self.checkpoints += 1
-        # A failed checkpoint (a busy database) is retried at the next period.
-
-    def _checkpoint(self) -> None:
-        """On the checkpoint thread: a PASSIVE checkpoint (it waits for no reader or writer)."""
-        if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(
-                self.wal_path.removesuffix("-wal"), isolation_level=None
-            )
-            self._checkpoint_db.execute("PRAGMA busy_timeout=1000")
-        self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def _close_checkpoint_db(self) -> None:
-        if self._checkpoint_db is not None:
-            self._checkpoint_db.close()
-            self._checkpoint_db = None
-
-    def _fsync(self) -> None:
-        """On the flusher's thread: fsync the WAL file (and, once per WAL file, its folder,
-        so that a new WAL file's name is durable too)."""
-        fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fdatasync(fd)  # as SQLite syncs its WAL on Linux: the data and the size
-            inode = os.fstat(fd).st_ino
-        finally:
-            os.close(fd)
-        if inode != self._dir_synced_inode:
-            folder = os.open(os.path.dirname(self.wal_path) or ".", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-            self._dir_synced_inode = inode
-
-    async def close(self) -> None:
-        """Wait for the answers still owed, then stop the thread."""
-        while self._in_flight is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._in_flight)
-            await asyncio.sleep(0)
-        if self._checkpointing is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._checkpointing)
-        self._thread.shutdown(wait=True)
-        self._checkpointer.submit(self._close_checkpoint_db)
-        self._checkpointer.shutdown(wait=True)
 
 
 async def _sqlite3_of(conn: AsyncConnection) -> sqlite3.Connection:
