@@ -70,6 +70,8 @@ class Heartbeat:
         self._started_at = clock()
         self._last: datetime | None = None
         self._recorded: tuple[int, int, int] | None = None
+        self._unrecorded_since: datetime | None = None
+        """When recording began to fail (the database unavailable): one warning per outage."""
 
     @property
     def has_beaten(self) -> bool:
@@ -104,7 +106,17 @@ class Heartbeat:
             )
             self._last = now
             self._recorded = counts
+            if self._unrecorded_since is not None:
+                log.warning(
+                    "recorded the heartbeat of %s again (none recorded for %.1f s)",
+                    self.worker_id,
+                    (now - self._unrecorded_since).total_seconds(),
+                )
+                self._unrecorded_since = None
         except StoreUnavailable as exc:
-            log.warning("could not record the heartbeat of %s: %s", self.worker_id, exc.message)
+            # Tried again at every sweep; said once, not at every sweep of the outage.
+            if self._unrecorded_since is None:
+                self._unrecorded_since = now
+                log.warning("could not record the heartbeat of %s: %s", self.worker_id, exc.message)
         except Exception:
             log.exception("could not record the heartbeat of %s", self.worker_id)
